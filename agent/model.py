@@ -23,6 +23,12 @@ No hub access, ever: `HF_HUB_OFFLINE=1` is set in-process and every
 `from_pretrained` gets `local_files_only=True`. `--model PATH` must therefore
 be a local folder; anything else is a `ModelLoadError` that names the path and
 the reason.
+
+Folders that transformers cannot load on its own (a packed sparse-ternary
+student, say) are loaded by a function registered for a marker file they hold
+(`register_loader`). The registry is the seam that keeps the layering: the
+packed format lives in `distill`, which `agent` must not import, so `distill`
+registers its loader here when it is imported (the `oel` command imports it).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +126,16 @@ def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
     return path
 
 
+ModelLoader = Callable[[Path, Any, str], Any]
+"""`loader(folder, dtype, device) -> model` for a folder transformers cannot load by itself."""
+_LOADERS: dict[str, ModelLoader] = {}
+
+
+def register_loader(marker: str, loader: ModelLoader) -> None:
+    """Load every model folder that holds the file `marker` with `loader` (registering again replaces it)."""
+    _LOADERS[marker] = loader
+
+
 def load_model(path: str | os.PathLike[str], dtype: Any = None, device: str = "cpu") -> tuple[Any, Any]:
     """Load (model, tokenizer) from a local HF folder, in eval mode; a clear ModelLoadError on failure."""
     import torch
@@ -126,11 +143,15 @@ def load_model(path: str | os.PathLike[str], dtype: Any = None, device: str = "c
 
     force_offline()
     folder = resolve_model_path(path)
+    loader = next((fn for marker, fn in _LOADERS.items() if (folder / marker).is_file()), None)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=dtype or torch.float32, local_files_only=True
-        )
+        if loader is not None:
+            model = loader(folder, dtype or torch.float32, device)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=dtype or torch.float32, local_files_only=True
+            )
     except Exception as err:  # transformers raises many types; re-raise one that names the folder
         raise ModelLoadError(f"cannot load a causal LM from {folder}: {type(err).__name__}: {err}") from err
     if tokenizer.chat_template is None:

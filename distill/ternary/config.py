@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PATTERNS = ("2:4", "4:8", "6:8", "none")
+PACKED_FILE = "packed.safetensors"
+"""The weights file of a packed student folder; its presence marks the folder as one."""
 
 
 class TernaryError(ValueError):

@@ -23,13 +23,11 @@ import torch
 from torch import nn
 
 from distill.ternary.bitlinear import BitLinear
-from distill.ternary.config import TernaryError
-from distill.ternary.convert import student_config
+from distill.ternary.config import PACKED_FILE, TernaryError
 from distill.ternary.kernel import kernel_layout, load_kernel, ternary_matmul, unpack_layout
 from distill.ternary.pack import PackedWeight, load_packed, pack_weight, save_packed, unpack_weight
 from distill.ternary.quant import quantize_weight
-
-PACKED_FILE = "packed.safetensors"
+from distill.ternary.student import student_config
 
 
 class PackedBitLinear(nn.Module):
