@@ -3,12 +3,15 @@
 It lives in `distill` because that is the only layer allowed to import all the
 others. Each package exposes `register(root)` in its own `cli` module; heavy
 imports (torch, transformers) happen inside the commands, so `oel --help` is fast.
+Importing `distill.ternary` (torch-free) registers the packed-student model
+loader, so every command that takes a model path loads packed students too.
 """
 
 from __future__ import annotations
 
 import typer
 
+import distill.ternary  # noqa: F401  registers the packed-student loader with agent.model
 from agent import cli as agent_cli
 from distill import consolidate_cli
 from envs import cli as envs_cli

@@ -41,6 +41,11 @@ def consolidate(
     ),
     save_every: int = typer.Option(10, min=1, help="Save a resumable snapshot every N steps."),
     seed: int = typer.Option(0, help="Seeds the batch order and the sampler."),
+    student: str = typer.Option(
+        "dense", help="dense, or ternary: train a sparse-ternary student and save it packed for deployment."
+    ),
+    pattern: str = typer.Option("2:4", help="ternary: N:M weight sparsity: 2:4, 4:8, 6:8 or none."),
+    scale: str = typer.Option("tensor", help="ternary: weight scale per tensor or per output row (row)."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Consolidate knowledge into the weights by on-policy context distillation (or a baseline)."""
@@ -58,7 +63,8 @@ def consolidate(
         config = ConsolidateConfig(
             round=round, method=method, run=run, steps=steps, batch=batch, lr=lr, topk=topk,
             temperature=temperature, max_new_tokens=max_new_tokens, model=model, teacher=teacher,
-            knowledge=knowledge, out=out, save_every=save_every, seed=seed,
+            knowledge=knowledge, out=out, save_every=save_every, seed=seed, student=student,
+            pattern=pattern, scale=scale,
         )  # fmt: skip
         with ExperienceStore.open(db) as store:
             job = Consolidator(config, store)

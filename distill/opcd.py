@@ -37,6 +37,12 @@ Choices worth knowing, candidly:
 - Everything random is seeded by (seed, step): the batch order and the
   sampler. A resumed run therefore replays exactly the steps an
   uninterrupted run would have taken, which the tests check.
+- `student="ternary"` converts the loaded student to a sparse-ternary one
+  (`distill.ternary.convert`, N:M `pattern`) before training; the teacher is
+  still the dense starting checkpoint. The job ends by writing the packed
+  student (what gets deployed) with its trainable latent weights beside it,
+  and the checkpoint row records the format and bits per weight (layout in
+  `distill.ternary.deploy`). Snapshots hold the latent weights, as for dense.
 
 Shape: `Consolidator.setup / train / save_checkpoint / cleanup`, as torchtune
 recipes are; `consolidate(config, store)` runs all four.
@@ -69,10 +75,16 @@ from distill.data import (
 )
 from distill.errors import ConsolidationError
 from distill.losses import DEFAULT_CHUNK, DEFAULT_TOPK, offpolicy_token_kl, opcd_token_kl, token_nll
+from distill.ternary.config import PATTERNS, TernaryError
+from distill.ternary.deploy import FMT as PACKED_FMT
+from distill.ternary.deploy import save_consolidated, trainable_start
+from distill.ternary.student import convert
 from memory.models import ConsolidationStep
 from memory.store import ExperienceStore
 
 METHODS = ("opcd", "offpolicy", "sft")
+STUDENTS = ("dense", "ternary")
+SCALES = ("tensor", "row")
 
 
 @dataclass
@@ -115,6 +127,12 @@ class ConsolidateConfig:
     """Which logged split supplies prompts (never the held-out one)."""
     out: str | None = None
     """Output HF folder; None: checkpoints/<run>/round-<R>-<method>."""
+    student: str = "dense"
+    """dense, or ternary: train a sparse-ternary (BitLinear) student and deploy it packed."""
+    pattern: str = "2:4"
+    """ternary: N:M sparsity of the student's weights: 2:4, 4:8, 6:8, or none (dense ternary)."""
+    scale: str = "tensor"
+    """ternary: take the weight scale 1/mean|W| per tensor or per output row (tensor or row)."""
     save_every: int = 10
     """Save a resumable snapshot every this many steps (and after the last)."""
     seed: int = 0
@@ -134,18 +152,29 @@ class ConsolidateConfig:
             raise ConsolidationError(f"temperature must be > 0 for distillation, got {self.temperature}")
         if not self.lr > 0:
             raise ConsolidationError(f"lr must be > 0, got {self.lr}")
+        for name, allowed in (("student", STUDENTS), ("pattern", PATTERNS), ("scale", SCALES)):
+            if getattr(self, name) not in allowed:
+                raise ConsolidationError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}"
+                )
 
     def settings(self) -> dict[str, Any]:
         """The fields that define the job; a resumed run must match them (steps and logistics may differ)."""
         skip = {"steps", "save_every", "device", "out"}
+        if self.student == "dense":
+            skip |= {"pattern", "scale"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
+
+    def _student_tag(self) -> str:
+        """Folder-name suffix that keeps a ternary student apart from the dense one of the same round."""
+        return "" if self.student == "dense" else f"-ternary-{self.pattern.replace(':', 'of')}"
 
     def out_dir(self) -> Path:
         """Where the job writes: `out`, or checkpoints/<run>/round-<R>-<method>."""
         return (
             Path(self.out)
             if self.out
-            else Path("checkpoints") / self.run / f"round-{self.round}-{self.method}"
+            else Path("checkpoints") / self.run / f"round-{self.round}-{self.method}{self._student_tag()}"
         )
 
 
@@ -249,9 +278,13 @@ class Consolidator:
             self.store.knowledge_text(self.job["knowledge_version_id"])
         )  # fmt: skip
 
-        self.student, self.tokenizer = load_model(
-            self.job["student"], dtype=torch.float32, device=self.device
-        )
+        try:  # a packed ternary start continues from its latent weights
+            start = trainable_start(self.job["student"], cfg.student)
+        except TernaryError as err:
+            raise ConsolidationError(str(err)) from None
+        self.student, self.tokenizer = load_model(start, dtype=torch.float32, device=self.device)
+        if cfg.student == "ternary":  # the dense start stays the teacher; the student trains ternary
+            convert(self.student, cfg.pattern, per_row_scale=cfg.scale == "row")
         self.teacher = None
         if cfg.method != "sft":
             self.teacher, teacher_tokenizer = load_model(
@@ -427,12 +460,16 @@ class Consolidator:
 
     def _finish(self) -> int:
         """Write the final HF folder, register it, close the consolidation row; return the checkpoint id."""
-        self.student.save_pretrained(str(self.out))
-        self.tokenizer.save_pretrained(str(self.out))
+        fmt, bits = "hf", None
+        if self.config.student == "ternary":
+            fmt, bits = PACKED_FMT, save_consolidated(self.student, self.tokenizer, self.out)
+        else:
+            self.student.save_pretrained(str(self.out))
+            self.tokenizer.save_pretrained(str(self.out))
         job = self.job
         checkpoint_id = self.store.register_checkpoint(
             path=str(self.out.resolve()), parent_id=job["parent_checkpoint_id"], run_id=job["run_id"],
-            round_id=job["round_id"], method=self.config.method,
+            round_id=job["round_id"], method=self.config.method, fmt=fmt, bits_per_weight=bits,
             meta={"hparams": job["hparams"], "consolidation_id": job["consolidation_id"],
                   "knowledge_version_id": job["knowledge_version_id"]},
         )  # fmt: skip
