@@ -1,4 +1,5 @@
-"""`oel consolidate`: move a round's knowledge into the weights (OPCD, or the offpolicy / SFT baselines).
+"""`oel consolidate`: move a round's knowledge into the weights (OPCD, the offpolicy / SFT baselines,
+or RL on environment rewards, alone or with OPCD; see `distill.rl`).
 
 A thin layer over `distill.opcd`: flags become a `ConsolidateConfig`, the
 job runs with a rich progress bar (loss, KL, tokens/s), and any problem the
@@ -17,7 +18,9 @@ DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the wo
 def consolidate(
     round: int = typer.Option(..., "--round", help="Round index whose logged states are the prompts."),
     method: str = typer.Option(
-        "opcd", help="opcd (on-policy, reverse KL), offpolicy (teacher samples, forward KL), sft (wins)."
+        "opcd",
+        help="opcd (on-policy, reverse KL), offpolicy (teacher samples, forward KL), sft (wins), "
+        "rl (GRPO/GMPO on env rewards), opcd+rl (weighted sum).",
     ),
     steps: int = typer.Option(20, min=1, help="Optimizer steps; each samples a fresh batch."),
     run: str = typer.Option("default", help="Run name the round belongs to."),
@@ -46,6 +49,12 @@ def consolidate(
     ),
     pattern: str = typer.Option("2:4", help="ternary: N:M weight sparsity: 2:4, 4:8, 6:8 or none."),
     scale: str = typer.Option("tensor", help="ternary: weight scale per tensor or per output row (row)."),
+    env_id: str | None = typer.Option(None, help="rl: environment to play (default: the round's)."),
+    group_size: int = typer.Option(4, min=2, help="rl: episodes per task (same seed) in a group."),
+    groups: int = typer.Option(2, min=1, help="rl: groups (tasks) per step."),
+    objective: str = typer.Option("grpo", help="rl: grpo or gmpo."),
+    kl_beta: float = typer.Option(0.0, min=0.0, help="rl: weight of the k3 KL to the starting checkpoint."),
+    rl_weight: float = typer.Option(0.5, help="opcd+rl: loss = w * RL + (1 - w) * OPCD."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Consolidate knowledge into the weights by on-policy context distillation (or a baseline)."""
@@ -54,7 +63,7 @@ def consolidate(
 
     from agent.model import ModelLoadError
     from distill.errors import ConsolidationError
-    from distill.opcd import ConsolidateConfig, Consolidator
+    from distill.opcd import ConsolidateConfig, make_consolidator
     from memory.errors import StoreError
     from memory.store import ExperienceStore
 
@@ -64,16 +73,18 @@ def consolidate(
             round=round, method=method, run=run, steps=steps, batch=batch, lr=lr, topk=topk,
             temperature=temperature, max_new_tokens=max_new_tokens, model=model, teacher=teacher,
             knowledge=knowledge, out=out, save_every=save_every, seed=seed, student=student,
-            pattern=pattern, scale=scale,
+            pattern=pattern, scale=scale, env_id=env_id,
+            group_size=group_size, groups=groups, objective=objective, kl_beta=kl_beta, rl_weight=rl_weight,
         )  # fmt: skip
         with ExperienceStore.open(db) as store:
-            job = Consolidator(config, store)
+            job = make_consolidator(config, store)
             try:
                 with console.status("loading the student and the teacher ..."):
                     job.setup()
                 columns = (
                     TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]}"), TextColumn("KL {task.fields[kl]}"),
+                    TextColumn("reward {task.fields[reward]}"),
                     TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(),
                 )  # fmt: skip
                 with Progress(*columns, console=console) as progress:
@@ -83,14 +94,16 @@ def consolidate(
                         completed=job.start_step,
                         loss="-",
                         kl="-",
+                        reward="-",
                         tps="-",
                     )
 
                     def on_step(metrics: dict) -> None:
-                        kl = metrics.get("kl")
+                        kl, reward = metrics.get("kl"), metrics.get("reward_mean")
                         progress.update(
                             bar, advance=1, loss=f"{metrics['loss']:.4f}",
                             kl="-" if kl is None else f"{kl:.4f}",
+                            reward="-" if reward is None else f"{reward:.2f}",
                             tps=f"{metrics['tokens'] / max(metrics['seconds'], 1e-9):.1f}",
                         )  # fmt: skip
 

@@ -82,9 +82,10 @@ from distill.ternary.student import convert
 from memory.models import ConsolidationStep
 from memory.store import ExperienceStore
 
-METHODS = ("opcd", "offpolicy", "sft")
+METHODS = ("opcd", "offpolicy", "sft", "rl", "opcd+rl")
 STUDENTS = ("dense", "ternary")
 SCALES = ("tensor", "row")
+OBJECTIVES = ("grpo", "gmpo")
 
 
 @dataclass
@@ -94,7 +95,8 @@ class ConsolidateConfig:
     round: int = 0
     """Round index whose logged states are the prompts."""
     method: str = "opcd"
-    """opcd (on-policy, reverse KL), offpolicy (teacher samples, forward KL) or sft (NLL on wins)."""
+    """opcd (on-policy, reverse KL), offpolicy (teacher samples, forward KL), sft (NLL on wins),
+    rl (GRPO/GMPO on environment rewards) or opcd+rl (their weighted sum; see `distill.rl`)."""
     run: str = "default"
     """Run name the round belongs to."""
     steps: int = 20
@@ -141,11 +143,32 @@ class ConsolidateConfig:
     """Teacher rows turned into full-vocabulary logits at a time."""
     device: str | None = None
     """torch device; None: cuda if available, else cpu."""
+    env_id: str | None = None
+    """rl: environment the student plays; None: the one the round was played on."""
+    group_size: int = 4
+    """rl: G, episodes played from the same task seed; advantages are normalised within them."""
+    groups: int = 2
+    """rl: groups (tasks) per optimizer step."""
+    objective: str = "grpo"
+    """rl: grpo (clipped token ratio, token-level mean) or gmpo (geometric mean of token ratios)."""
+    clip_low: float | None = None
+    """rl: lower clip epsilon (ratio for grpo, log-ratio for gmpo); None: 0.2 for grpo, 0.4 for gmpo."""
+    clip_high: float | None = None
+    """rl: upper clip epsilon; None: 0.28 for grpo (clip-higher), 0.4 for gmpo."""
+    kl_beta: float = 0.0
+    """rl: weight of the k3 KL to the reference (the teacher slot: the starting checkpoint); 0 = off."""
+    rl_weight: float = 0.5
+    """opcd+rl: loss = rl_weight * RL + (1 - rl_weight) * OPCD."""
+    rl_updates: int = 1
+    """rl: optimizer steps per played batch (GRPO's mu; above 1 the clipped ratio starts to matter)."""
+    micro_batch: int = 8
+    """rl: turns per forward/backward pass (gradients accumulate over the batch)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConsolidationError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for name in ("steps", "batch", "topk", "max_new_tokens", "save_every", "chunk"):
+        positive = ("steps", "batch", "topk", "max_new_tokens", "save_every", "chunk")
+        for name in (*positive, "groups", "rl_updates", "micro_batch"):
             if getattr(self, name) < 1:
                 raise ConsolidationError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
@@ -157,6 +180,29 @@ class ConsolidateConfig:
                 raise ConsolidationError(
                     f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}"
                 )
+        if self.group_size < 2:
+            raise ConsolidationError(
+                f"group_size must be >= 2 (advantages compare episodes), got {self.group_size}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise ConsolidationError(
+                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}"
+            )
+        if not 0 <= self.rl_weight <= 1 or self.kl_beta < 0:
+            raise ConsolidationError(
+                f"need 0 <= rl_weight <= 1 and kl_beta >= 0, got {self.rl_weight}, {self.kl_beta}"
+            )
+        for name in ("clip_low", "clip_high"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConsolidationError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    def needs_knowledge(self) -> bool:
+        """Whether the method puts a knowledge version in a teacher's prompt."""
+        return self.method in ("opcd", "offpolicy", "opcd+rl")
+
+    def needs_teacher(self) -> bool:
+        """Whether a frozen teacher (or, for rl with kl_beta > 0, reference) model is loaded."""
+        return self.needs_knowledge() or (self.method == "rl" and self.kl_beta > 0)
 
     def settings(self) -> dict[str, Any]:
         """The fields that define the job; a resumed run must match them (steps and logistics may differ)."""
@@ -286,7 +332,7 @@ class Consolidator:
         if cfg.student == "ternary":  # the dense start stays the teacher; the student trains ternary
             convert(self.student, cfg.pattern, per_row_scale=cfg.scale == "row")
         self.teacher = None
-        if cfg.method != "sft":
+        if cfg.needs_teacher():
             self.teacher, teacher_tokenizer = load_model(
                 self.job["teacher"], dtype=torch.float32, device=self.device
             )
@@ -318,7 +364,7 @@ class Consolidator:
         student = str(resolve_model_path(cfg.model or round_checkpoint_path(self.store, steps)))
         teacher = str(resolve_model_path(cfg.teacher)) if cfg.teacher else student
         knowledge_id = cfg.knowledge
-        if knowledge_id is None and cfg.method != "sft":
+        if knowledge_id is None and cfg.needs_knowledge():
             latest = self.store.latest_knowledge_version(run_id)
             if latest is None:
                 raise ConsolidationError(
@@ -486,11 +532,20 @@ class Consolidator:
                 delattr(self, name)
 
 
+def make_consolidator(config: ConsolidateConfig, store: ExperienceStore) -> Consolidator:
+    """The job for `config.method`: this module's Consolidator, or `distill.rl`'s for rl and opcd+rl."""
+    if config.method in ("rl", "opcd+rl"):
+        from distill.rl import RLConsolidator  # distill.rl builds on this module
+
+        return RLConsolidator(config, store)
+    return Consolidator(config, store)
+
+
 def consolidate(
     config: ConsolidateConfig, store: ExperienceStore, on_step: Callable[[dict[str, Any]], None] | None = None
 ) -> ConsolidationResult:
     """Run (or resume) one consolidation job end to end; see the module docstring."""
-    job = Consolidator(config, store)
+    job = make_consolidator(config, store)
     try:
         job.setup()
         return job.train(on_step)
