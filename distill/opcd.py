@@ -145,6 +145,8 @@ class ConsolidateConfig:
     """torch device; None: cuda if available, else cpu."""
     env_id: str | None = None
     """rl: environment the student plays; None: the one the round was played on."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """rl: extra `gymnasium.make` keyword arguments for that environment (size, holes, max_steps, ...)."""
     group_size: int = 4
     """rl: G, episodes played from the same task seed; advantages are normalised within them."""
     groups: int = 2

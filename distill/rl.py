@@ -161,7 +161,7 @@ class RLConsolidator(Consolidator):
         if missing:
             self.student.eval()
             rollout = RolloutConfig(
-                env_id=self.job["env_id"], split="train", batch=len(missing),
+                env_id=self.job["env_id"], split="train", batch=len(missing), env_kwargs=dict(cfg.env_kwargs),
                 sampling=SamplingParams(
                     temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed * 1_000_003 + step,

@@ -42,9 +42,9 @@ class _OneStep(gymnasium.Env):
     metadata = {"render_modes": []}
     text = "Reply with one of the commands."
 
-    def __init__(self, split: str = "train") -> None:
+    def __init__(self, split: str = "train", text: str | None = None) -> None:
         self.observation_space, self.action_space = observation_space(), action_space()
-        self.split, self._seed = split, 0
+        self.split, self._seed, self.text = split, 0, text or self.text
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -122,7 +122,7 @@ def _logged_steps(store: ExperienceStore, consolidation_id: int) -> list[int]:
 
 
 def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, tmp_path):
-    job = make_consolidator(_config(tmp_path / "out"), store)
+    job = make_consolidator(_config(tmp_path / "out", env_kwargs={"text": "Say a colour."}), store)
     assert isinstance(job, RLConsolidator)
     job.setup()
     try:
@@ -130,6 +130,7 @@ def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, 
         assert reused == 0 and [len(g) for g in groups] == [4, 4]
         assert [g[0].seed for g in groups] == [RL_SEED_BASE, RL_SEED_BASE + 1]
         assert all(e.seed == g[0].seed for g in groups for e in g)
+        assert all(e.turns[0].state.startswith("Say a colour.") for g in groups for e in g)  # env_kwargs
         # stored with the run, but outside every round and checkpoint, under a policy naming the step
         df = queries.episodes(store, run="r")
         mine = df[df["policy"] == policy_name(job.job["consolidation_id"], 1)]
