@@ -14,6 +14,7 @@ from rich.table import Table
 from agent.model import ModelLoadError
 from agent.policy import PolicyError, SamplingParams, make_policy
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
+from memory.deployments import deployed_checkpoint
 from memory.errors import StoreError
 from memory.store import ExperienceStore
 
@@ -57,9 +58,15 @@ def summary_table(summary: RolloutSummary, title: str) -> Table:
 def play_and_report(
     *, env: str, episodes: int, split: str, batch: int, seed: int, model: str | None, backend: str,
     knowledge: str, run: str, round_index: int | None, db: str | None, temperature: float, top_p: float,
-    top_k: int, max_new_tokens: int,
+    top_k: int, max_new_tokens: int, follow: bool = False,
 ) -> RolloutSummary:  # fmt: skip
-    """Play `episodes` episodes with a live progress bar, store them, and print a summary table."""
+    """Play `episodes` episodes with a live progress bar, store them, and print a summary table.
+
+    With `follow`, the episodes are played in waves of `batch`, and before each
+    wave the run's deployed checkpoint (`memory.deployments`) is read; when it
+    changed, the policy reloads it, so a loop's new checkpoint is served from
+    the next episode on. Without a deployment yet, `model` is served.
+    """
     import gymnasium
 
     import envs  # noqa: F401  (registers the environments)
@@ -106,9 +113,28 @@ def play_and_report(
                     tps=f"{summary.tokens_per_second:.1f}",
                 )  # fmt: skip
 
-            summary = run_rollouts(
-                policy, store, config, knowledge=knowledge_text, tags=tags, on_episode=on_episode
-            )
+            if not follow:
+                summary = run_rollouts(
+                    policy, store, config, knowledge=knowledge_text, tags=tags, on_episode=on_episode
+                )
+            else:
+                summary = RolloutSummary()
+                for start in range(0, episodes, batch):
+                    deployed = deployed_checkpoint(store, run_id)
+                    if deployed is not None and deployed[0] != tags.checkpoint_id:
+                        policy.reload(deployed[1])
+                        tags.checkpoint_id = deployed[0]
+                        console.print(f"serving checkpoint {deployed[0]} ({escape(deployed[1])})")
+                    seeds = range(seed + start, seed + min(start + batch, episodes))
+                    wave = run_rollouts(
+                        policy, store, config, knowledge=knowledge_text, tags=tags, seeds=seeds,
+                        on_episode=on_episode,
+                    )  # fmt: skip
+                    summary.episodes += wave.episodes
+                    summary.seconds += wave.seconds
+                    summary.policy_calls += wave.policy_calls
+                    summary.env_steps += wave.env_steps
+                    summary.generated_tokens += wave.generated_tokens
     except (ModelLoadError, PolicyError, StoreError) as exc:
         raise PlayError(str(exc)) from None
     finally:

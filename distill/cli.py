@@ -13,7 +13,7 @@ import typer
 
 import distill.ternary  # noqa: F401  registers the packed-student loader with agent.model
 from agent import cli as agent_cli
-from distill import consolidate_cli
+from distill import consolidate_cli, loop_cli
 from envs import cli as envs_cli
 from memory import cli as memory_cli
 
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _package_cli in (envs_cli, memory_cli, agent_cli, consolidate_cli):
+for _package_cli in (envs_cli, memory_cli, agent_cli, consolidate_cli, loop_cli):
     _package_cli.register(app)
 
 

@@ -240,5 +240,21 @@ class Phase(Base):
     status: Mapped[str] = mapped_column(String(20), default="running")
     attempts: Mapped[int] = mapped_column(default=1)
     error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class Deployment(Base):
+    """An append-only log of which checkpoint a run serves; the newest row is the deployed one.
+
+    Deployed agents (`oel play --follow`) read it before each wave of episodes,
+    so a loop that finishes a round redeploys them without any shared process state.
+    """
+
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -706,20 +706,20 @@ class ExperienceStore:
 
         return self._write(do)
 
-    def complete_phase(self, phase_id: int) -> None:
-        """Mark a phase job complete."""
-        self._finish_phase(phase_id, "complete", None)
+    def complete_phase(self, phase_id: int, result: dict | None = None) -> None:
+        """Mark a phase job complete, keeping what it produced (JSON) for resumption and reports."""
+        self._finish_phase(phase_id, "complete", None, result)
 
     def fail_phase(self, phase_id: int, error: str) -> None:
         """Mark a phase job failed with a message; `begin_phase` may restart it."""
-        self._finish_phase(phase_id, "failed", error)
+        self._finish_phase(phase_id, "failed", error, None)
 
-    def _finish_phase(self, phase_id: int, status: str, error: str | None) -> None:
+    def _finish_phase(self, phase_id: int, status: str, error: str | None, result: dict | None) -> None:
         def do(conn: Connection) -> int:
             stmt = (
                 update(Phase)
                 .where(Phase.id == phase_id, Phase.status == "running")
-                .values(status=status, error=error, finished_at=utcnow())
+                .values(status=status, error=error, result=result, finished_at=utcnow())
             )
             return conn.execute(stmt).rowcount
 
@@ -735,6 +735,12 @@ class ExperienceStore:
         )
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).scalars())
+
+    def phase_results(self, round_id: int) -> dict[str, dict]:
+        """Phase name -> the result it recorded, for a round's complete phases."""
+        stmt = select(Phase.phase, Phase.result).where(Phase.round_id == round_id, Phase.status == "complete")
+        with self.engine.connect() as conn:
+            return {row.phase: dict(row.result or {}) for row in conn.execute(stmt)}
 
     # ------------------------------------------------------------------ ad-hoc SQL
 
