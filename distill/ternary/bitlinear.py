@@ -6,6 +6,12 @@ estimators, see `quant.py`). Subclassing `nn.Linear` keeps the state dict keys
 of the dense model, so a student checkpoint is an ordinary HF checkpoint plus
 a `TernaryConfig`, and anything in transformers that special-cases linear
 layers (initialisation, tied-weight bookkeeping, device moves) keeps working.
+
+Without autograd (a student sampling its own responses in OPCD, evaluation)
+the layer reuses Q(W)*mask until the latent weight changes (tracked by the
+tensor's in-place version counter), instead of re-ranking and re-quantizing
+every weight at every decoded token: on SmolLM2 that recomputation, not the
+matmul, dominated sampling.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class BitLinear(nn.Linear):
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.config = config or TernaryConfig()
+        self._frozen: tuple[tuple[int, int], torch.Tensor] | None = None
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: TernaryConfig) -> BitLinear:
@@ -47,6 +54,7 @@ class BitLinear(nn.Linear):
         layer.weight = linear.weight
         layer.bias = linear.bias
         layer.config = config
+        layer._frozen = None
         return layer
 
     def effective_weight(self) -> torch.Tensor:
@@ -54,7 +62,14 @@ class BitLinear(nn.Linear):
         return dequantize_weight(*quantize_weight(self.weight, self.config), dtype=self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = fake_quant_weight(self.weight, self.config)
+        if torch.is_grad_enabled():
+            self._frozen = None
+            w = fake_quant_weight(self.weight, self.config)
+        else:
+            key = (self.weight.data_ptr(), self.weight._version)
+            if self._frozen is None or self._frozen[0] != key:
+                self._frozen = (key, self.effective_weight())
+            w = self._frozen[1]
         return F.linear(fake_quant_activations(x, self.config.act_bits), w, self.bias)
 
     def extra_repr(self) -> str:

@@ -208,3 +208,26 @@ def test_the_oel_command_consolidates_ternary_and_plays_the_packed_student(playe
         load_model(out, device="meta")
     bad = CliRunner().invoke(app, [*args[:-4], "--pattern", "1:3", "--out", str(out), "--db", played_ternary])
     assert bad.exit_code == 1 and "unknown pattern '1:3'" in bad.output
+
+
+def test_sampling_reuses_the_quantized_weight_until_the_latent_weight_changes():
+    layer = BitLinear(16, 8, bias=False)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        first = layer(x)
+        frozen = layer._frozen[1]
+        assert layer(x) is not first and layer._frozen[1] is frozen  # reused, not recomputed
+    assert torch.allclose(first, layer(x), atol=1e-6)  # the autograd path computes the same function
+    optimizer = torch.optim.SGD(layer.parameters(), lr=10.0)
+    layer(x).pow(2).sum().backward()
+    optimizer.step()  # an in-place update of the latent weight
+    with torch.no_grad():
+        assert torch.equal(layer(x), torch.nn.functional.linear(_q8(x), layer.effective_weight()))
+        assert not torch.equal(layer(x), first)
+
+
+def _q8(x: torch.Tensor) -> torch.Tensor:
+    from distill.ternary.quant import quantize_activations
+
+    xq, sx = quantize_activations(x)
+    return xq / sx
