@@ -10,11 +10,12 @@ run the same command again.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import typer
 
-DB_HELP = "Database URL (overrides [run].db; default: $OEL_DB_URL, else sqlite file oel.db here)."
+DB_HELP = "Database URL (overrides \\[run].db; default: $OEL_DB_URL, else sqlite file oel.db here)."
 
 
 def _fmt(value: Any, pattern: str = "{:.1%}") -> str:
@@ -106,15 +107,20 @@ class RichLoopUI:
         self.progress.stop()
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    """SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: record the phase as failed, exit."""
+    raise KeyboardInterrupt
+
+
 def loop(
     config: str = typer.Option(..., "--config", help="Run file (TOML); presets are in runs/."),
     rounds: int | None = typer.Option(
-        None, min=1, help="Rounds to complete in total (overrides [run].rounds)."
+        None, min=1, help="Rounds to complete in total (overrides \\[run].rounds)."
     ),
     watch: bool = typer.Option(
         False,
         help="Wait for episodes other processes write (oel play --run NAME) and start a round on a "
-        "trigger ([watch] min_episodes / every_minutes) instead of collecting.",
+        "trigger (\\[watch] min_episodes / every_minutes) instead of collecting.",
     ),  # fmt: skip
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
@@ -134,6 +140,7 @@ def loop(
     from memory.knowledge.errors import KnowledgeError
     from memory.store import ExperienceStore
 
+    signal.signal(signal.SIGTERM, _interrupt)
     console = Console()
     ui = RichLoopUI(console)
     try:
