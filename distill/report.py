@@ -103,11 +103,15 @@ def _plot_conditions(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    scale = 100.0 if percent else 1.0
+    top = 0.0
     for name in CONDITIONS:
         values = rows[f"{prefix}_{name}"]
         if values.notna().any():
-            scale = 100.0 if percent else 1.0
-            ax.plot(rows["round"], values.astype(float) * scale, marker="o", label=LABELS[name])
+            scaled = values.astype(float) * scale
+            top = max(top, float(scaled.max()))
+            ax.plot(rows["round"], scaled, marker="o", label=LABELS[name])
+    ax.set_ylim(0, max(10.0 if percent else 1.0, 1.15 * top))  # rates and lengths start at zero
     ax.set_xlabel("round")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
