@@ -83,9 +83,12 @@ def main() -> None:
         conditions = results["evaluate"]["conditions"]
         ev, sampling = run_config["evaluate"], SamplingParams(**run_config["sampling"])
         fields = {f.name for f in dataclasses.fields(ConsolidateConfig)}
-        base = {k: v for k, v in hparams.items() if k in fields}
-        base["model"] = hparams["student"]
-        base["teacher"] = hparams["teacher"] if hparams["teacher"] != hparams["student"] else None
+        # stores written before the paths got their own keys held the start path under "student"
+        start = hparams.get("student_path", hparams["student"])
+        teacher = hparams.get("teacher_path", hparams["teacher"])
+        base = {k: v for k, v in hparams.items() if k in fields and k not in ("student", "teacher")}
+        base["student"] = hparams["student"] if "student_path" in hparams else "dense"
+        base["model"], base["teacher"] = start, (teacher if teacher != start else None)
 
         table = Table(title=f"run {args.run}, round {args.round}: {ev['episodes']} held-out maps per row")
         for column in ("model", "pass rate", "tokens/ep", "prompt tok/ep", "consolidation s"):

@@ -378,7 +378,9 @@ class Consolidator:
             self.store.knowledge_text(knowledge_id)  # a clear StoreError for an unknown id
         round_id = self.store.start_round(run_id, cfg.round)
         parent_id = self.store.checkpoint_for_path(student, run_id=run_id)
-        hparams = {**cfg.settings(), "student": student, "teacher": teacher, "prompts": len(self.examples)}
+        hparams = {  # the paths under their own keys: `student` is the setting (dense or ternary)
+            **cfg.settings(), "student_path": student, "teacher_path": teacher, "prompts": len(self.examples),
+        }
         consolidation_id = self.store.start_consolidation(
             run_id=run_id, round_id=round_id, method=cfg.method, hparams=hparams,
             knowledge_version_id=knowledge_id, parent_checkpoint_id=parent_id,

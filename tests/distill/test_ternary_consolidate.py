@@ -90,7 +90,8 @@ def test_ternary_consolidation_deploys_a_packed_student(store, tmp_path, tiny_pa
     row = _row(store, result.checkpoint_id)
     assert row["fmt"] == FMT and Path(row["path"]) == out.resolve() and row["method"] == "opcd"
     hparams = row["meta"]["hparams"]
-    assert hparams["pattern"] == pattern and hparams["student"] == hparams["teacher"] == str(tiny_path)
+    assert hparams["pattern"] == pattern and hparams["student"] == "ternary"
+    assert hparams["student_path"] == hparams["teacher_path"] == str(tiny_path)
     # the packed format sits just above the entropy limit of its pattern, and below 2 bits
     assert limit_bits(pattern) <= row["bits_per_weight"] <= most_bits <= 2.0
     assert not list(out.glob("resume-*")) and (out / "tokenizer.json").is_file()
