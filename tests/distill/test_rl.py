@@ -21,6 +21,7 @@ from pathlib import Path
 import gymnasium
 import pytest
 import torch
+from round_helpers import play_round
 from typer.testing import CliRunner
 
 from distill.losses import logprobs_at
@@ -84,24 +85,8 @@ class Interrupt(Exception):
 @pytest.fixture(scope="module")
 def played(tmp_path_factory, tiny_path) -> str:
     """A store whose run 'r' has a round 0 of Coin episodes played by the tiny model, and knowledge."""
-    from agent.hf_policy import HFPolicy
-    from agent.policy import SamplingParams
-    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
-
     url = f"sqlite:///{tmp_path_factory.mktemp('rl')}/oel.db"
-    with ExperienceStore.open(url) as store:
-        run_id = store.create_run("r")
-        round_id = store.start_round(run_id, 0)
-        checkpoint = store.checkpoint_for_path(str(tiny_path), run_id=run_id)
-        config = RolloutConfig(
-            env_id="oeltest/Coin-v0", episodes=2, batch=2, sampling=SamplingParams(max_new_tokens=4, seed=0)
-        )
-        tags = EpisodeTags(run_id=run_id, round_id=round_id, checkpoint_id=checkpoint)
-        run_rollouts(HFPolicy(tiny_path, device="cpu"), store, config, tags=tags)
-        store.add_knowledge_version(
-            run_id=run_id, round_id=round_id, text=KNOWLEDGE, item_ids=[], n_tokens=12
-        )
-    return url
+    return play_round(url, tiny_path, KNOWLEDGE, env_id="oeltest/Coin-v0", episodes=2, max_new_tokens=4)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from round_helpers import play_round
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -37,22 +38,7 @@ class Interrupt(Exception):
 @pytest.fixture(scope="module")
 def played_ternary(tmp_path_factory, tiny_path) -> str:
     """A store whose run 'r' has a round 0 of FrozenLake episodes played by the tiny model, and knowledge."""
-    from agent.hf_policy import HFPolicy
-    from agent.policy import SamplingParams
-    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('played-ternary')}/oel.db"
-    with ExperienceStore.open(url) as store:
-        run_id = store.create_run("r")
-        round_id = store.start_round(run_id, 0)
-        checkpoint = store.checkpoint_for_path(str(tiny_path), run_id=run_id)
-        config = RolloutConfig(episodes=3, batch=3, sampling=SamplingParams(max_new_tokens=8, seed=0))
-        tags = EpisodeTags(run_id=run_id, round_id=round_id, checkpoint_id=checkpoint)
-        run_rollouts(HFPolicy(tiny_path, device="cpu"), store, config, tags=tags)
-        store.add_knowledge_version(
-            run_id=run_id, round_id=round_id, text=KNOWLEDGE, item_ids=[], n_tokens=20
-        )
-    return url
+    return play_round(f"sqlite:///{tmp_path_factory.mktemp('played-ternary')}/oel.db", tiny_path, KNOWLEDGE)
 
 
 @pytest.fixture

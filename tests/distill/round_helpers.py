@@ -1,0 +1,32 @@
+"""A played round for the consolidation tests: a model's episodes plus a knowledge version, in a new store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memory.store import ExperienceStore
+
+
+def play_round(
+    url: str, model: Path, knowledge: str, *, env_id: str = "oel/FrozenLake-v0", episodes: int = 3,
+    max_new_tokens: int = 8,
+) -> str:  # fmt: skip
+    """Run 'r', round 0: `episodes` episodes of `env_id` played by `model`, and `knowledge` as a version."""
+    from agent.hf_policy import HFPolicy
+    from agent.policy import SamplingParams
+    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+
+    with ExperienceStore.open(url) as store:
+        run_id = store.create_run("r")
+        round_id = store.start_round(run_id, 0)
+        checkpoint = store.checkpoint_for_path(str(model), run_id=run_id)
+        config = RolloutConfig(
+            env_id=env_id, episodes=episodes, batch=episodes,
+            sampling=SamplingParams(max_new_tokens=max_new_tokens, seed=0),
+        )  # fmt: skip
+        tags = EpisodeTags(run_id=run_id, round_id=round_id, checkpoint_id=checkpoint)
+        run_rollouts(HFPolicy(model, device="cpu"), store, config, tags=tags)
+        store.add_knowledge_version(
+            run_id=run_id, round_id=round_id, text=knowledge, item_ids=[], n_tokens=len(knowledge) // 4
+        )
+    return url
