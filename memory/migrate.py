@@ -74,14 +74,20 @@ def upgrade(connection: Connection, target: str = "head") -> None:
 
 
 def _revision_main(argv: list[str]) -> None:
-    """Developer entry point: autogenerate a new revision from the models (see module docstring)."""
-    from memory.store import ExperienceStore
+    """Developer entry point: autogenerate a new revision from the models (see module docstring).
+
+    The database must be at head already (open it once with `oel store upgrade`).
+    """
+    from memory.db import make_engine
 
     if len(argv) != 3 or argv[0] != "revision" or not argv[2].startswith("--db="):
         sys.exit('usage: python -m memory.migrate revision "message" --db=URL')
-    store = ExperienceStore.open(argv[2].removeprefix("--db="))
-    with store.engine.begin() as conn:
+    engine = make_engine(argv[2].removeprefix("--db="))
+    with engine.begin() as conn:
+        if current_revision(conn) != head_revision():
+            sys.exit("the database is not at head; run `oel store upgrade --db URL` first")
         command.revision(alembic_config(conn), message=argv[1], autogenerate=True)
+    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -66,7 +66,11 @@ class Run(Base):
 
 
 class Round(Base):
-    """One collect -> extract -> consolidate -> evaluate cycle of a run."""
+    """One collect -> extract -> consolidate -> evaluate -> deploy cycle of a run.
+
+    `status` is pending, the phase running now (collect ... deploy), done or
+    failed; only phase transitions move it (`memory.rounds`).
+    """
 
     __tablename__ = "rounds"
     __table_args__ = (UniqueConstraint("run_id", "idx"),)
@@ -105,6 +109,8 @@ class KnowledgeItem(Base):
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
     text: Mapped[str] = mapped_column(Text)
     extractor_checkpoint_id: Mapped[int | None] = mapped_column(ForeignKey("checkpoints.id"))
+    author: Mapped[str | None] = mapped_column(String(200))
+    """Who wrote a person-authored item (`oel knowledge add`); None for extracted items."""
     prompt_version: Mapped[str] = mapped_column(String(40), default="v1")
     votes: Mapped[int] = mapped_column(default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -169,6 +175,8 @@ class Episode(Base):
     split: Mapped[str] = mapped_column(String(40))
     policy: Mapped[str | None] = mapped_column(String(200))
     sampling: Mapped[dict[str, Any] | None]
+    action_mode: Mapped[str | None] = mapped_column(String(20))
+    """How actions were chosen: text, scored, or text-fallback (scored asked, no commands listed)."""
     status: Mapped[str] = mapped_column(String(20), default="running")
     total_return: Mapped[float | None]
     won: Mapped[bool | None]
@@ -177,6 +185,8 @@ class Episode(Base):
     n_steps: Mapped[int] = mapped_column(default=0)
     n_tokens: Mapped[int | None] = mapped_column(default=0)
     n_prompt_tokens: Mapped[int | None] = mapped_column(default=0)
+    n_prompt_computed: Mapped[int | None]
+    """Prompt tokens actually run through the model (the rest came from the prefix cache)."""
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
@@ -199,6 +209,8 @@ class Step(Base):
     completion_ids: Mapped[bytes | None] = mapped_column(LargeBinary)
     logprobs: Mapped[bytes | None] = mapped_column(LargeBinary)
     latency_s: Mapped[float] = mapped_column(default=0.0)
+    candidates: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """Scored action mode: the candidate distribution this step sampled from (see `memory.records`)."""
 
 
 class Consolidation(Base):

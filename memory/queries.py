@@ -26,6 +26,9 @@ from memory.codec import decode_ids, decode_logprobs
 from memory.errors import StoreError
 from memory.models import (
     Base,
+    Checkpoint,
+    Consolidation,
+    ConsolidationStep,
     Episode,
     KnowledgeItem,
     KnowledgeItemSource,
@@ -35,6 +38,7 @@ from memory.models import (
     Run,
     Step,
 )
+from memory.stats import wilson_interval
 from memory.store import ExperienceStore
 
 GROUP_KEYS = {
@@ -45,6 +49,7 @@ GROUP_KEYS = {
     "checkpoint": Episode.checkpoint_id,
     "knowledge_version": Episode.knowledge_version_id,
     "policy": Episode.policy,
+    "action_mode": Episode.action_mode,
 }
 """What `success_rate(by=...)` can group on and filters can select, as episode columns.
 
@@ -57,7 +62,7 @@ _BLOB_DECODERS = {"prompt_ids": decode_ids, "completion_ids": decode_ids, "logpr
 
 def _frame(store: ExperienceStore, stmt: Select) -> pd.DataFrame:
     """Run a SELECT and return its rows as a DataFrame (columns kept even when empty)."""
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         result = conn.execute(stmt)
         return pd.DataFrame(result.all(), columns=list(result.keys()))
 
@@ -108,6 +113,7 @@ def success_rate(
 
     `by` names any of GROUP_KEYS (round, env, split, checkpoint,
     knowledge_version, run, policy); an empty `by` gives one overall row.
+    `ci_low`/`ci_high` are the 95% Wilson interval of the success rate.
     `tokens_per_episode` averages generated tokens over episodes whose
     backend reported them.
 
@@ -159,6 +165,9 @@ def success_rate(
     out = df[list(by)].copy()
     out["episodes"] = df["n"].fillna(0).astype(int)
     out["success_rate"] = df["wins"].astype(float) / n
+    intervals = [wilson_interval(int(w or 0), int(k or 0)) for w, k in zip(df["wins"], df["n"], strict=True)]
+    out["ci_low"] = [low for low, _high in intervals]
+    out["ci_high"] = [high for _low, high in intervals]
     out["mean_return"] = df["ret"].astype(float) / df["n_ret"].astype(float)
     out["steps_per_episode"] = df["steps"].astype(float) / n
     out["tokens_per_episode"] = df["tokens"].astype(float) / df["n_tokens"].astype(float)
@@ -176,6 +185,7 @@ _EPISODE_COLUMNS = [
     Episode.checkpoint_id.label("checkpoint"),
     Episode.knowledge_version_id.label("knowledge_version"),
     Episode.policy,
+    Episode.action_mode,
     Episode.status,
     Episode.total_return,
     Episode.won,
@@ -183,6 +193,7 @@ _EPISODE_COLUMNS = [
     Episode.n_steps,
     Episode.n_tokens,
     Episode.n_prompt_tokens,
+    Episode.n_prompt_computed,
     Episode.feedback,
     Episode.started_at,
     Episode.finished_at,
@@ -198,16 +209,19 @@ def episodes(
     round: int | None = None,
     checkpoint: int | None = None,
     knowledge_version: int | None = None,
+    policy: str | None = None,
+    action_mode: str | None = None,
     won: bool | None = None,
     limit: int | None = None,
     include_incomplete: bool = False,
 ) -> pd.DataFrame:
     """The episodes matching the filters, oldest first, one row each with settings and results."""
     stmt = select(*_EPISODE_COLUMNS).select_from(Episode)
-    filters = {"run": run, "env": env, "split": split, "round": round, "checkpoint": checkpoint}
-    stmt = _filtered(
-        _with_joins(stmt), include_incomplete, {**filters, "knowledge_version": knowledge_version}
-    )
+    filters = {
+        "run": run, "env": env, "split": split, "round": round, "checkpoint": checkpoint,
+        "knowledge_version": knowledge_version, "policy": policy, "action_mode": action_mode,
+    }  # fmt: skip
+    stmt = _filtered(_with_joins(stmt), include_incomplete, filters)
     if won is not None:
         stmt = stmt.where(Episode.won == won)
     stmt = stmt.order_by(Episode.id)
@@ -238,6 +252,7 @@ _STEP_COLUMNS = [
     Step.prompt_ids,
     Step.completion_ids,
     Step.logprobs,
+    Step.candidates,
 ]
 
 
@@ -255,6 +270,8 @@ def steps(
     round: int | None = None,
     split: str | None = None,
     env: str | None = None,
+    checkpoint: int | None = None,
+    policy: str | None = None,
     won: bool | None = None,
     include_incomplete: bool = False,
 ) -> pd.DataFrame:
@@ -262,8 +279,9 @@ def steps(
 
     Columns: episode_id, index, state, prompt, completion_text, action,
     observation, reward, latency_s, prompt_ids, completion_ids, logprobs
-    (decoded lists), and the episode's env, split, round, checkpoint,
-    knowledge_version, episode_return, episode_won.
+    (decoded lists), candidates (scored mode, else None), and the episode's
+    env, split, round, checkpoint, knowledge_version, seed, policy,
+    action_mode, episode_return, episode_won. Ordered by episode, then step.
     """
     stmt = select(
         Step.episode_id,
@@ -273,15 +291,58 @@ def steps(
         Round.idx.label("round"),
         Episode.checkpoint_id.label("checkpoint"),
         Episode.knowledge_version_id.label("knowledge_version"),
+        Episode.seed,
+        Episode.policy,
+        Episode.action_mode,
         Episode.total_return.label("episode_return"),
         Episode.won.label("episode_won"),
     ).select_from(Step.__table__.join(Episode.__table__, Episode.id == Step.episode_id))
-    stmt = _filtered(
-        _with_joins(stmt), include_incomplete, {"run": run, "round": round, "split": split, "env": env}
-    )
+    filters = {
+        "run": run, "round": round, "split": split, "env": env, "checkpoint": checkpoint, "policy": policy,
+    }  # fmt: skip
+    stmt = _filtered(_with_joins(stmt), include_incomplete, filters)
     if won is not None:
         stmt = stmt.where(Episode.won == won)
     return _decode_blobs(_frame(store, stmt.order_by(Step.episode_id, Step.idx)))
+
+
+def rounds(store: ExperienceStore, run_id: int) -> pd.DataFrame:
+    """A run's rounds, oldest first: id, round (index), status, started_at, finished_at."""
+    stmt = (
+        select(Round.id, Round.idx.label("round"), Round.status, Round.started_at, Round.finished_at)
+        .where(Round.run_id == run_id)
+        .order_by(Round.idx)
+    )
+    return _frame(store, stmt)
+
+
+def loss_curves(store: ExperienceStore, run_id: int) -> pd.DataFrame:
+    """Every logged consolidation step of a run: consolidation, round, method, step, metrics (a dict)."""
+    stmt = (
+        select(
+            Consolidation.id.label("consolidation"), Round.idx.label("round"), Consolidation.method,
+            ConsolidationStep.step, ConsolidationStep.metrics,
+        )
+        .join(Consolidation, Consolidation.id == ConsolidationStep.consolidation_id)
+        .outerjoin(Round, Round.id == Consolidation.round_id)
+        .where(Consolidation.run_id == run_id)
+        .order_by(Consolidation.id, ConsolidationStep.step)
+    )  # fmt: skip
+    return _frame(store, stmt)
+
+
+def lineage(store: ExperienceStore, run_id: int) -> pd.DataFrame:
+    """The run's checkpoints with parent, round, method, format, bits per weight and path, oldest first."""
+    stmt = (
+        select(
+            Checkpoint.id, Checkpoint.parent_id, Round.idx.label("round"), Checkpoint.method, Checkpoint.fmt,
+            Checkpoint.bits_per_weight, Checkpoint.path,
+        )
+        .outerjoin(Round, Round.id == Checkpoint.round_id)
+        .where(Checkpoint.run_id == run_id)
+        .order_by(Checkpoint.id)
+    )  # fmt: skip
+    return _frame(store, stmt)
 
 
 def knowledge_growth(store: ExperienceStore, run_id: int | None = None) -> pd.DataFrame:

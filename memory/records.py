@@ -38,3 +38,8 @@ class StepRecord:
     """Log-probability of each completion token under the sampling policy."""
     latency_s: float = 0.0
     """Wall-clock seconds the policy took for this step."""
+    candidates: dict | None = None
+    """Scored action mode only: the distribution the action was sampled from, as
+    {"commands": [...], "logprobs": [...], "chosen": i, "temperature": T} where
+    logprobs[j] = log softmax(score / T)[j] over the candidates and score[j] is the
+    sum of command j's token log-probs; None for a text-mode step."""

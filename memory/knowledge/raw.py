@@ -8,7 +8,8 @@ long is skipped, an older, shorter one may fit); the kept ones are then shown
 oldest first, like accumulated items. The result is
 stored as a knowledge version of kind `raw` (and says so in its first line),
 so the episodes that are played with it record what they saw, while
-`latest_knowledge_version` (deploy, distill) never picks it up.
+`latest_knowledge_version` (deploy, distill) never picks it up. Building the
+same text again returns the stored version, so an evaluation with it resumes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def build_raw_version(
         "token_cap": token_cap,
         "token_count": "tokenizer" if count_tokens is not None else "chars/4",
     }
+    existing = store.latest_knowledge_version(run_id, kinds=("raw",))
+    if existing is not None and existing[1] == text:  # the same context again: one version, resumable evals
+        return existing
     n_tokens = counter(text)
     version_id = store.add_knowledge_version(
         run_id=run_id, round_id=round_id, text=text, item_ids=[], n_tokens=n_tokens, kind="raw", meta=meta

@@ -1,8 +1,8 @@
 """A real writer process for the concurrency and crash tests (run as a script, not collected).
 
 Modes:
-  batch URL WORKER N   write N episodes (alternating write_episode and start/append/finish), then exit
-  hang URL             start an episode, append 3 steps, print its id, then sleep until killed
+  batch URL WORKER N   write N episodes (alternating write_episode and two-episode write_episodes), then exit
+  hang URL             write one whole episode, print its id, then sleep "mid-episode" until killed
   loop URL STEPS       write complete STEPS-step episodes forever, printing each id
 Step contents encode (worker, episode, step) so the parent can check that nothing got mixed up.
 """
@@ -25,22 +25,23 @@ def main(argv: list[str]) -> None:
     store = ExperienceStore.open(url)
     if mode == "batch":
         worker, n = int(argv[2]), int(argv[3])
+        pending = []
         for k in range(n):
             tag = worker * 100_000 + k
             header = {"env_id": "oel/Test-v0", "task_id": f"w{worker}", "seed": k, "split": "train"}
             steps = make_steps(3 + k % 5, tag=tag)
             result = {"total_return": float(k), "won": k % 2 == 0, "lost": False, "feedback": "done"}
-            if k % 2:
-                store.write_episode(header, steps, result)
-            else:
-                episode = store.start_episode(**header)
-                store.append_steps(episode, steps[:2])
-                store.append_steps(episode, steps[2:])
-                store.finish_episode(episode, **result)
+            pending.append((header, steps, result))
+            if k % 3 != 1:  # episodes 0, 3, 6, ... alone; 1+2, 4+5, ... as one two-episode transaction
+                store.write_episodes(pending)
+                pending = []
+        if pending:
+            store.write_episodes(pending)
     elif mode == "hang":
-        episode = store.start_episode(env_id="oel/Test-v0", task_id="hang", seed=0, split="train")
-        store.append_steps(episode, make_steps(3, tag=1))
-        print(episode, flush=True)
+        header = {"env_id": "oel/Test-v0", "task_id": "done", "seed": 0, "split": "train"}
+        result = {"total_return": 1.0, "won": True, "lost": False, "feedback": "done"}
+        print(store.write_episode(header, make_steps(3, tag=1), result), flush=True)
+        make_steps(2, tag=2)  # the next episode, still being played when the kill comes: never written
         time.sleep(600)
     elif mode == "loop":
         n_steps = int(argv[2])

@@ -1,11 +1,10 @@
-"""Deployments and episode claiming (memory.deployments) on SQLite and PostgreSQL."""
+"""Deployments and episode claiming (memory.rounds) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
-from store_helpers import make_steps
+from store_helpers import insert_running_episode, make_steps
 
-from memory.deployments import claim_episodes, count_unclaimed, deploy, deployed_checkpoint
 from memory.errors import StoreError
 from memory.store import ExperienceStore
 
@@ -20,15 +19,15 @@ def _episode(store: ExperienceStore, run_id: int, seed: int, **header) -> int:
 
 def test_newest_deployment_wins_and_unknown_checkpoints_are_refused(store: ExperienceStore) -> None:
     run_id = store.create_run("r")
-    assert deployed_checkpoint(store, run_id) is None
+    assert store.deployed_checkpoint(run_id) is None
     first = store.register_checkpoint(path="/ckpt/a", run_id=run_id)
     second = store.register_checkpoint(path="/ckpt/b", run_id=run_id, parent_id=first)
-    deploy(store, run_id, first)
-    assert deployed_checkpoint(store, run_id) == (first, "/ckpt/a")
-    deploy(store, run_id, second)
-    assert deployed_checkpoint(store, run_id) == (second, "/ckpt/b")
+    store.deploy(run_id, first)
+    assert store.deployed_checkpoint(run_id) == (first, "/ckpt/a")
+    store.deploy(run_id, second)
+    assert store.deployed_checkpoint(run_id) == (second, "/ckpt/b")
     with pytest.raises(StoreError, match="no such checkpoint"):
-        deploy(store, run_id, second + 100)
+        store.deploy(run_id, second + 100)
 
 
 def test_claim_takes_each_unclaimed_episode_exactly_once(store: ExperienceStore) -> None:
@@ -41,13 +40,13 @@ def test_claim_takes_each_unclaimed_episode_exactly_once(store: ExperienceStore)
     _episode(store, run_id, 11, checkpoint_id=checkpoint, split="test")  # held-out: never claimed
     _episode(store, run_id, 12, checkpoint_id=checkpoint, round_id=round0)  # already in a round
     _episode(store, other_run, 13, checkpoint_id=checkpoint)  # another run's
-    running = store.start_episode(env_id=ENV, task_id="t", seed=14, split="train", run_id=run_id,
-                                  checkpoint_id=checkpoint)  # fmt: skip
-    assert running  # an unfinished episode is not claimable either
+    insert_running_episode(
+        store, [], env_id=ENV, seed=14, run_id=run_id, checkpoint_id=checkpoint
+    )  # not claimable
 
-    assert count_unclaimed(store, run_id, ENV) == 3
-    assert claim_episodes(store, run_id, round1, ENV) == mine
-    assert count_unclaimed(store, run_id, ENV) == 0
-    assert claim_episodes(store, run_id, round1, ENV) == []
+    assert store.count_unclaimed(run_id, ENV) == 3
+    assert store.claim_episodes(run_id, round1, ENV) == mine
+    assert store.count_unclaimed(run_id, ENV) == 0
+    assert store.claim_episodes(run_id, round1, ENV) == []
     late = _episode(store, run_id, 20, checkpoint_id=checkpoint)
-    assert claim_episodes(store, run_id, round1, ENV) == [late]
+    assert store.claim_episodes(run_id, round1, ENV) == [late]

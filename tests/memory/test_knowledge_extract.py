@@ -158,7 +158,7 @@ def test_raw_version_pastes_whole_newest_trajectories_under_the_cap(store, logge
     assert info["kind"] == "raw" and info["meta"]["episodes"] == episodes
     # raw versions never become the deployed knowledge
     assert store.latest_knowledge_version(run_id) is None
-    assert store.latest_knowledge_version(run_id, kind=None) == (version_id, text)
+    assert store.latest_knowledge_version(run_id, kinds=None) == (version_id, text)
     one = words(text) // 3 + 5
     _, small = build_raw_version(store, run_id, count_tokens=words, token_cap=one)
     assert small.count("Game (episode") == 1 and f"episode {episodes[-1]})" in small and words(small) <= one

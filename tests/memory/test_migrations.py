@@ -44,8 +44,31 @@ def test_upgrade_from_first_revision_to_head_keeps_data(db_url: str) -> None:
         assert queries.success_rate(store, by=()).loc[0, "success_rate"] == 1.0
         round_id = store.start_round(run, 0)
         store.complete_phase(store.begin_phase(round_id, "collect"))  # the table the later revision added
-        assert store.completed_phases(round_id) == ["collect"]
+        assert set(store.phase_results(round_id)) == {"collect"}
     assert ExperienceStore.upgrade(db_url) == (migrate.head_revision(), migrate.head_revision())
+
+
+def test_round_statuses_of_0005_become_phase_names(db_url: str) -> None:
+    engine = make_engine(db_url)
+    runs = Base.metadata.tables["runs"]
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0005")
+        run = conn.execute(insert(runs).returning(runs.c.id), {"name": "old", "created_at": NOW}).scalar_one()
+        for idx, status in enumerate(("collecting", "evaluating", "done")):
+            conn.execute(
+                text(
+                    "INSERT INTO rounds (run_id, idx, status, created_at, updated_at) "
+                    "VALUES (:r, :i, :s, :t, :t)"
+                ),
+                {"r": run, "i": idx, "s": status, "t": NOW},
+            )
+    engine.dispose()
+    ExperienceStore.upgrade(db_url)
+    with ExperienceStore.open(db_url) as store:
+        assert queries.rounds(store, run)["status"].tolist() == ["collect", "evaluate", "done"]
+        round_id = int(queries.rounds(store, run)["id"][0])
+        store.complete_phase(store.begin_phase(round_id, "extract"))  # a migrated round moves on
+        assert store.round_status(round_id) == "extract"
 
 
 def test_migrated_schema_matches_the_models(store: ExperienceStore) -> None:

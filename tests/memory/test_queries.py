@@ -6,7 +6,7 @@ import random
 from collections import defaultdict
 
 import pytest
-from store_helpers import make_steps
+from store_helpers import insert_running_episode, make_steps
 
 from memory import queries
 from memory.store import ExperienceStore, StoreError
@@ -38,10 +38,7 @@ def filled(store: ExperienceStore) -> tuple[ExperienceStore, list[dict]]:
         written.append(meta)
     store.write_episodes(batch)
     # one crashed episode in round 0 that must not count
-    crashed = store.start_episode(
-        env_id="oel/A-v0", task_id="crash", seed=99, split="train", run_id=run, round_id=rounds[0]
-    )
-    store.append_steps(crashed, make_steps(2))
+    insert_running_episode(store, make_steps(2), env_id="oel/A-v0", seed=99, run_id=run, round_id=rounds[0])
     return store, written
 
 

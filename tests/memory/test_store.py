@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from store_helpers import make_steps
+from store_helpers import insert_running_episode, make_steps
 
 from memory import queries
 from memory.db import retry_locked
@@ -34,69 +34,48 @@ def test_start_round_is_idempotent(store: ExperienceStore) -> None:
         store.start_round(run + 1000, 0)
 
 
-def test_round_state_machine(store: ExperienceStore) -> None:
+def test_phases_drive_the_round_state_machine(store: ExperienceStore) -> None:
     round_id = store.start_round(store.create_run("exp"), 0)
-    for status in ("collecting", "extracting", "consolidating", "evaluating", "done"):
-        store.set_round_status(round_id, status)
-    with pytest.raises(StoreError, match="illegal round transition done -> failed"):
-        store.set_round_status(round_id, "failed")
-    with pytest.raises(StoreError, match="illegal"):
-        store.set_round_status(round_id, "collecting")
-    with store.engine.connect() as conn:
-        row = conn.execute(select(Round).where(Round.id == round_id)).one()
-    assert row.status == "done" and row.started_at is not None and row.finished_at >= row.started_at
+    assert store.round_status(round_id) == "pending"
+    for phase in ("collect", "extract", "consolidate", "evaluate", "deploy"):
+        store.complete_phase(store.begin_phase(round_id, phase), {"phase": phase})
+        assert store.round_status(round_id) == phase
+    store.finish_round(round_id)
+    assert store.round_status(round_id) == "done"
+    with pytest.raises(StoreError, match="the round is done"):
+        store.begin_phase(round_id, "deploy")
+    with store.reading() as conn:
+        row = conn.execute(select(Round.__table__).where(Round.id == round_id)).one()
+    assert row.started_at is not None and row.finished_at >= row.started_at
+    assert store.phase_results(round_id)["evaluate"] == {"phase": "evaluate"}
 
 
-def test_round_can_skip_forward_fail_and_retry_but_not_go_back(store: ExperienceStore) -> None:
+def test_round_skips_forward_fails_and_restarts_but_never_goes_back(store: ExperienceStore) -> None:
     round_id = store.start_round(store.create_run("exp"), 0)
-    store.set_round_status(round_id, "collecting")
-    store.set_round_status(round_id, "consolidating")  # an RL-only round has no extraction
-    with pytest.raises(StoreError, match="consolidating -> extracting"):
-        store.set_round_status(round_id, "extracting")
-    store.set_round_status(round_id, "failed")
-    with pytest.raises(StoreError, match="failed -> evaluating"):
-        store.set_round_status(round_id, "evaluating")
-    store.set_round_status(round_id, "pending")
-    with pytest.raises(StoreError, match="unknown round status"):
-        store.set_round_status(round_id, "paused")
+    store.complete_phase(store.begin_phase(round_id, "collect"))
+    consolidate = store.begin_phase(round_id, "consolidate")  # an RL-only round has no extraction
+    with pytest.raises(StoreError, match="consolidate -> extract"):
+        store.begin_phase(round_id, "extract")
+    store.fail_phase(consolidate, "out of memory")
+    assert store.round_status(round_id) == "failed"
+    with pytest.raises(StoreError, match="only a round whose phases ran"):
+        store.finish_round(round_id)
+    assert store.begin_phase(round_id, "consolidate") == consolidate  # restarted, same job
+    assert store.round_status(round_id) == "consolidate"
+    assert store.begin_phase(round_id, "consolidate") == consolidate  # a kill -9 left it running: restart
+    with pytest.raises(StoreError, match="unknown phase"):
+        store.begin_phase(round_id, "paused")
     with pytest.raises(StoreError, match="no round"):
-        store.set_round_status(round_id + 1000, "collecting")
+        store.begin_phase(round_id + 1000, "collect")
 
 
-def test_episode_invisible_until_finished(store: ExperienceStore) -> None:
-    episode = store.start_episode(**HEADER)
-    store.append_steps(episode, make_steps(2))
-    store.append_steps(episode, make_steps(5)[2:])
-    assert queries.episodes(store).empty
-    assert queries.success_rate(store, by=()).loc[0, "episodes"] == 0
-    running = queries.episodes(store, include_incomplete=True)
-    assert list(running["status"]) == ["running"]
-    store.finish_episode(episode, **RESULT)
-    row = queries.episodes(store).iloc[0]
-    assert row["status"] == "complete" and bool(row["won"]) and row["feedback"] == "you won"
-    assert row["n_steps"] == 5
-    assert row["n_tokens"] == 5 * 3  # make_steps gives 3 completion tokens a step
-    assert row["n_prompt_tokens"] == 5 * 4
-
-
-def test_finished_episode_rejects_more_steps_and_second_finish(store: ExperienceStore) -> None:
-    episode = store.start_episode(**HEADER)
-    store.finish_episode(episode, **RESULT)
-    with pytest.raises(StoreError, match="it is complete"):
-        store.append_steps(episode, make_steps(1))
-    with pytest.raises(StoreError, match="already complete"):
-        store.finish_episode(episode, **RESULT)
-    with pytest.raises(StoreError, match="no such episode"):
-        store.append_steps(episode + 1000, make_steps(1))
-
-
-def test_duplicate_step_index_rolls_back_the_batch(store: ExperienceStore) -> None:
-    episode = store.start_episode(**HEADER)
-    store.append_steps(episode, make_steps(2))
-    with pytest.raises(StoreError, match="cannot append"):
-        store.append_steps(episode, make_steps(3))  # indices 0, 1 again
-    assert len(queries.transcript(store, episode)) == 2
-    assert queries.episodes(store, include_incomplete=True).loc[0, "n_steps"] == 2
+def test_running_rows_of_older_writers_stay_invisible(store: ExperienceStore) -> None:
+    store.write_episode(HEADER, make_steps(2), RESULT)
+    insert_running_episode(store, make_steps(3))
+    assert len(queries.episodes(store)) == 1
+    assert queries.success_rate(store, by=()).loc[0, "episodes"] == 1
+    assert list(queries.episodes(store, include_incomplete=True)["status"]) == ["complete", "running"]
+    assert len(queries.steps(store)) == 2 and len(queries.steps(store, include_incomplete=True)) == 5
 
 
 def test_write_episode_round_trips_exactly(store: ExperienceStore) -> None:
@@ -157,7 +136,7 @@ def test_knowledge_items_keep_provenance_and_versions_keep_order(store: Experien
     version = store.add_knowledge_version(
         run_id=run, round_id=round_id, text="- x\n- y", item_ids=[b, a], n_tokens=12
     )
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         sources = set(conn.execute(select(KnowledgeItemSource.item_id, KnowledgeItemSource.episode_id)).all())
         members = conn.execute(
             select(KnowledgeVersionItem.item_id).where(KnowledgeVersionItem.version_id == version)
@@ -176,10 +155,9 @@ def test_consolidation_records_steps_and_result(store: ExperienceStore) -> None:
         run_id=run, round_id=None, method="opcd", hparams={"lr": 2e-6, "k": 256},
         knowledge_version_id=None, parent_checkpoint_id=parent,
     )  # fmt: skip
-    for step in range(3):
-        store.log_consolidation_step(job, step, {"loss": 1.0 / (step + 1), "kl": 0.1})
-    with pytest.raises(StoreError, match="step 1"):
-        store.log_consolidation_step(job, 1, {"loss": 0.0})
+    rows = [{"step": step, "loss": 1.0 / (step + 1), "kl": 0.1} for step in range(3)]
+    assert store.log_consolidation_steps(job, rows[:2]) == 2
+    assert store.log_consolidation_steps(job, [*rows, {"step": 1, "loss": 0.0}]) == 1  # steps 0, 1 kept
     child = store.register_checkpoint(path="/ckpt/1", parent_id=parent, method="opcd", fmt="ternary-2:4")
     store.finish_consolidation(job, child)
     with pytest.raises(StoreError, match="already complete"):
@@ -197,12 +175,12 @@ def test_phases_resume_after_the_last_completed(store: ExperienceStore) -> None:
     store.complete_phase(collect)
     extract = store.begin_phase(round_id, "extract")
     store.fail_phase(extract, "extractor crashed")
-    assert store.completed_phases(round_id) == ["collect"]
+    assert set(store.phase_results(round_id)) == {"collect"}
     assert store.begin_phase(round_id, "extract") == extract  # retried, same job
     store.complete_phase(extract)
-    assert store.completed_phases(round_id) == ["collect", "extract"]
+    assert set(store.phase_results(round_id)) == {"collect", "extract"}
     with pytest.raises(StoreError, match="already complete"):
-        store.begin_phase(round_id, "collect")
+        store.begin_phase(round_id, "extract")
     phases = queries.table(store, "phases").set_index("phase")
     assert phases.loc["extract", "attempts"] == 2 and phases.loc["extract", "error"] is None
     with pytest.raises(StoreError, match="not running"):
@@ -283,3 +261,17 @@ def test_latest_knowledge_version_and_text(store):
     assert store.knowledge_text(newest) == "new"
     with pytest.raises(StoreError, match="no knowledge version 999"):
         store.knowledge_text(999)
+    other = store.create_run("other")
+    assert store.knowledge_version(newest, run_id=run_id)["text"] == "new"
+    with pytest.raises(StoreError, match="belongs to another run"):
+        store.knowledge_version(newest, run_id=other)
+
+
+def test_candidate_distributions_round_trip_and_text_steps_stay_null(store):
+    steps = make_steps(2)
+    steps[0].candidates = {"commands": ["[up]", "[down]"], "logprobs": [-0.1, -2.4], "chosen": 0}
+    episode = store.write_episode({**HEADER, "action_mode": "scored"}, steps, RESULT)
+    df = queries.transcript(store, episode)
+    assert df["candidates"].tolist() == [steps[0].candidates, None]
+    assert store.read_only_sql("SELECT count(*) FROM steps WHERE candidates IS NULL").iloc[0, 0] == 1
+    assert queries.episodes(store, action_mode="scored")["id"].tolist() == [episode]

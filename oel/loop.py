@@ -1,0 +1,304 @@
+"""The online loop: rounds of collect -> extract -> consolidate -> evaluate -> deploy, resumable by phase.
+
+A round r turns the deployed model M_r into M_{r+1} (docs/architecture.md, "the loop"):
+
+1. **collect**: M_r plays the round's train seeds (or, in watch mode, the
+   loop claims the episodes deployed agents wrote since the last round);
+2. **extract**: the policy turns those trajectories into knowledge items,
+   accumulated with the run's earlier ones into knowledge version K_r;
+3. **consolidate**: `distill.consolidation.consolidate` moves K_r into the
+   weights (OPCD by default; whatever method and student `[consolidate]` names);
+4. **evaluate**: the held-out split, the same maps every time, under three
+   conditions: M_r alone, M_r with K_r in context, and M_{r+1} alone;
+5. **deploy**: M_{r+1} becomes the run's deployed checkpoint.
+
+Resumption is the design constraint. Each phase is a job keyed by (run,
+round, phase) in the store's `phases` table (`memory.rounds`, which also
+moves the round's status), and a complete phase keeps its result there; running the same command again skips complete phases and
+restarts the one that was cut off. Within a phase nothing is redone either:
+
+- episodes are written whole, so collection and evaluation replay only the
+  seeds the store does not have yet (no episode lost, none counted twice);
+- consolidation resumes from its own last snapshot (`distill.checkpointing`);
+- extraction reuses a knowledge version the round already stored.
+
+An evaluation condition is identified by (checkpoint, knowledge version)
+rather than by round (`oel.evaluation`), so M_{r+1}'s held-out episodes
+played at the end of round r also serve as round r+1's "no knowledge"
+condition: that costs one evaluation per round less, and both rows report
+the same episodes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agent.backends import make_policy
+from agent.extractor import PolicyTextGenerator, policy_token_counter
+from agent.model import resolve_model_path
+from agent.policy import Policy
+from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+from distill.consolidation import consolidate
+from memory import queries
+from memory.knowledge.extract import extract_knowledge
+from memory.rounds import PHASES
+from memory.store import ExperienceStore
+from oel.evaluation import EvalConfig, condition_figures, evaluate
+from oel.run_config import LoopConfig
+
+
+class LoopUI:
+    """What the loop reports while it works; the default says nothing (tests), the CLI draws bars."""
+
+    def phase_started(self, round_index: int, phase: str, total: int | None) -> None:
+        """A phase begins; `total` is its unit count (episodes, steps) when known."""
+
+    def advance(self, **fields: Any) -> None:
+        """One unit of the current phase is done (an episode, a step, a batch)."""
+
+    def phase_done(self, round_index: int, phase: str, result: dict[str, Any]) -> None:
+        """A phase completed (now or in an earlier process: `result["resumed"]`)."""
+
+    def waiting(self, have: int, need: int) -> None:
+        """Watch mode: `have` unclaimed episodes, `need` to trigger."""
+
+    def round_done(self, summary: RoundSummary) -> None:
+        """A round is complete."""
+
+
+@dataclass
+class RoundSummary:
+    """One round's evidence, read back from the phases' recorded results."""
+
+    index: int
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def seconds(self, phase: str) -> float | None:
+        return self.results.get(phase, {}).get("seconds")
+
+    def condition(self, name: str) -> dict[str, Any] | None:
+        return self.results.get("evaluate", {}).get("conditions", {}).get(name)
+
+
+class OnlineLoop:
+    """Runs a `LoopConfig` against a store; `run()` does whole rounds, resuming where the store says."""
+
+    def __init__(self, config: LoopConfig, store: ExperienceStore, ui: LoopUI | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.ui = ui or LoopUI()
+        self.run_id = store.ensure_run(config.run.name, asdict(config))
+        self._policy: Policy | None = None
+        self._policy_path: str | None = None
+        self._watch = False
+        if store.deployed_checkpoint(self.run_id) is None:
+            start = str(resolve_model_path(config.run.model))
+            store.deploy(self.run_id, store.checkpoint_for_path(start, run_id=self.run_id))
+
+    # ------------------------------------------------------------------ driving rounds
+
+    def run(self, rounds: int | None = None, watch: bool = False) -> list[RoundSummary]:
+        """Complete rounds 0 .. rounds-1 (skipping those already done); return the summaries of all."""
+        total = rounds if rounds is not None else self.config.run.rounds
+        summaries = []
+        for index in range(total):
+            summaries.append(self.run_round(index, watch=watch))
+        return summaries
+
+    def run_round(self, index: int, watch: bool = False) -> RoundSummary:
+        """Run (or finish, or just report) round `index`."""
+        round_id = self.store.start_round(self.run_id, index)
+        if self.store.round_status(round_id) == "done":
+            return RoundSummary(index, self.store.phase_results(round_id))
+        done = self.store.phase_results(round_id)
+        self._watch = watch
+        for phase in PHASES:
+            if phase in done:
+                self.ui.phase_done(index, phase, {**done[phase], "resumed": True})
+                continue
+            if phase == "collect" and watch:
+                self._wait_for_episodes(index, round_id)
+            done[phase] = self._run_phase(index, round_id, phase, done)
+        self.store.finish_round(round_id)
+        summary = RoundSummary(index, done)
+        self.ui.round_done(summary)
+        return summary
+
+    def _run_phase(self, index: int, round_id: int, phase: str, done: dict[str, dict]) -> dict[str, Any]:
+        phase_id = self.store.begin_phase(round_id, phase)
+        started = time.perf_counter()
+        try:
+            result = getattr(self, f"_{phase}")(index, round_id, done)
+        except BaseException as exc:  # an interrupt too: record it, then let it propagate
+            self.store.fail_phase(phase_id, f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        self.store.complete_phase(phase_id, result)
+        self.ui.phase_done(index, phase, result)
+        return result
+
+    def _wait_for_episodes(self, index: int, round_id: int) -> None:
+        """Watch mode: block until the trigger fires (unless this round already claimed episodes)."""
+        cfg, watch = self.config, self.config.watch
+        if not self._round_episodes(index, "train").empty:
+            return  # a claim happened before a crash: finish the round with what it has
+        previous_end = self._previous_round_end(index)
+        while True:
+            have = self.store.count_unclaimed(self.run_id, cfg.run.env_id)
+            self.ui.waiting(have, watch.min_episodes)
+            if have >= watch.min_episodes:
+                return
+            if have and watch.every_minutes > 0 and time.time() - previous_end >= 60 * watch.every_minutes:
+                return
+            time.sleep(watch.poll_seconds)
+
+    def _previous_round_end(self, index: int) -> float:
+        ended = self.store.round_finished_at(self.run_id, index - 1)
+        return ended if ended is not None else time.time()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _policy_for(self, path: str) -> Policy:
+        """The deployed-side policy on checkpoint `path`, loaded once and reloaded in place on change."""
+        if self._policy is None:
+            self._policy = make_policy(self.config.run.backend, path)
+        elif self._policy_path != path:
+            self._policy.reload(path)
+        self._policy_path = path
+        return self._policy
+
+    def _round_episodes(self, index: int, split: str) -> pd.DataFrame:
+        return queries.episodes(
+            self.store, run=self.run_id, round=index, split=split, env=self.config.run.env_id
+        )
+
+    def _play(self, policy: Policy, split: str, seeds: list[int], knowledge: str | None, tags: EpisodeTags,
+              batch: int) -> None:  # fmt: skip
+        cfg = self.config
+        rollout = RolloutConfig(
+            env_id=cfg.run.env_id,
+            split=split,
+            batch=batch,
+            env_kwargs=cfg.run.env_kwargs,
+            sampling=cfg.sampling,
+        )
+        run_rollouts(
+            policy, self.store, rollout, knowledge=knowledge or None, tags=tags, seeds=seeds,
+            on_episode=lambda done, summary: self.ui.advance(success=summary.success_rate),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ 1. collect
+
+    def _collect(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
+        cfg = self.config
+        checkpoint_id, path = self.store.deployed_checkpoint(self.run_id)
+        version = self.store.latest_knowledge_version(self.run_id) if cfg.collect.with_knowledge else None
+        version_id, text = version if version else (None, None)
+        if self._watch:
+            claimed = self.store.claim_episodes(self.run_id, round_id, cfg.run.env_id)
+            self.ui.phase_started(index, "collect", len(claimed))
+        else:
+            first = cfg.collect.seed + index * cfg.collect.episodes
+            seeds = list(range(first, first + cfg.collect.episodes))
+            have = set(self._round_episodes(index, "train")["seed"].astype(int))
+            missing = [s for s in seeds if s not in have]
+            self.ui.phase_started(index, "collect", len(missing))
+            if missing:
+                tags = EpisodeTags(self.run_id, round_id, checkpoint_id, version_id)
+                self._play(self._policy_for(path), "train", missing, text, tags, cfg.collect.batch)
+        figures = condition_figures(self._round_episodes(index, "train"))
+        if not figures["episodes"]:
+            raise RuntimeError(f"round {index} has no train episodes to learn from")
+        return {**figures, "checkpoint_id": checkpoint_id, "path": path, "knowledge_version_id": version_id}
+
+    # ------------------------------------------------------------------ 2. extract
+
+    def _extract(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
+        version = self.store.latest_knowledge_version(self.run_id, kinds=("extracted",), round_id=round_id)
+        stored = version[0] if version else None
+        if stored is None:
+            collected = done["collect"]
+            policy = self._policy_for(collected["path"])
+            ids = [int(i) for i in self._round_episodes(index, "train")["id"]]
+            self.ui.phase_started(index, "extract", len(ids))
+            result = extract_knowledge(
+                self.store, PolicyTextGenerator(policy), ids, run_id=self.run_id, round_id=round_id,
+                extractor_checkpoint_id=collected["checkpoint_id"], count_tokens=policy_token_counter(policy),
+                config=self.config.extract, on_batch=lambda n, total, counts: self.ui.advance(),
+            )  # fmt: skip
+            stored = result.version_id
+        versions = queries.knowledge_versions(self.store, self.run_id)
+        row = versions[versions["id"] == stored].iloc[0]
+        meta = row["meta"] or {}
+        return {
+            "knowledge_version_id": int(stored), "items": int(row["n_items"]), "tokens": int(row["n_tokens"]),
+            "added": meta.get("added"), "agreed": meta.get("agreed"), "rejected": meta.get("counts"),
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ 3. consolidate
+
+    def _consolidate(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
+        cfg = self.config
+        out = Path(cfg.run.checkpoints) / cfg.run.name / f"round-{index}"
+        values = cfg.consolidate_values(
+            index, done["collect"]["path"], done["extract"]["knowledge_version_id"], str(out)
+        )
+        self.ui.phase_started(index, "consolidate", values["steps"])
+        losses: list[float] = []
+
+        def on_step(metrics: dict[str, Any]) -> None:
+            losses.append(metrics["loss"])
+            self.ui.advance(loss=metrics["loss"])
+
+        result = consolidate(values, self.store, on_step)
+        return {
+            "checkpoint_id": result.checkpoint_id, "path": self.store.checkpoint_path(result.checkpoint_id),
+            "consolidation_id": result.consolidation_id, "method": values["method"], "steps": values["steps"],
+            "resumed_after": result.start_step, "last_loss": losses[-1] if losses else None,
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ 4. evaluate
+
+    def _evaluate(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
+        collected, extracted, consolidated = done["collect"], done["extract"], done["consolidate"]
+        version_id = extracted["knowledge_version_id"]
+        plans = {
+            "none": (collected["checkpoint_id"], collected["path"], None),
+            "knowledge": (collected["checkpoint_id"], collected["path"], version_id),
+            "consolidated": (consolidated["checkpoint_id"], consolidated["path"], None),
+        }
+        conditions = {}
+        for name in self.config.evaluate.conditions:
+            checkpoint_id, path, knowledge_id = plans[name]
+            conditions[name] = self._evaluate_condition(
+                index, round_id, name, checkpoint_id, path, knowledge_id
+            )
+        return {"conditions": conditions}
+
+    def _evaluate_condition(self, index: int, round_id: int, name: str, checkpoint_id: int, path: str,
+                            knowledge_id: int | None) -> dict[str, Any]:  # fmt: skip
+        cfg, ev = self.config, self.config.evaluate
+        config = EvalConfig(
+            env_id=cfg.run.env_id, env_kwargs=cfg.run.env_kwargs, episodes=ev.episodes, batch=ev.batch,
+            seed=ev.seed, sampling=cfg.sampling,
+        )  # fmt: skip
+        return evaluate(
+            lambda: self._policy_for(path), self.store, config, run_id=self.run_id, checkpoint_id=checkpoint_id,
+            knowledge_version_id=knowledge_id, round_id=round_id,
+            on_start=lambda n: self.ui.phase_started(index, f"evaluate:{name}", n),
+            on_episode=lambda done, summary: self.ui.advance(success=summary.success_rate),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ 5. deploy
+
+    def _deploy(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
+        checkpoint_id = done["consolidate"]["checkpoint_id"]
+        current = self.store.deployed_checkpoint(self.run_id)
+        if current is None or current[0] != checkpoint_id:
+            self.store.deploy(self.run_id, checkpoint_id, round_id)
+        return {"checkpoint_id": checkpoint_id, "parent_checkpoint_id": done["collect"]["checkpoint_id"]}

@@ -1,0 +1,195 @@
+"""`oel loop` and `oel report`: run the online loop from a run file, and turn a run into a report.
+
+The command layer only: flags and the run file become a `LoopConfig`, the
+loop's progress becomes rich bars (one per phase) and a one-screen summary
+table per round, and any problem the user can fix (a bad run file, an
+unreachable store, a model that will not load, a failed consolidation) is one
+`error: ...` line with exit code 1. An interrupted loop says how to resume:
+run the same command again.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import typer
+
+DB_HELP = "Database URL (overrides \\[run].db; default: $OEL_DB_URL, else sqlite file oel.db here)."
+
+
+def _fmt(value: Any, pattern: str = "{:.1%}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def summary_table(summary: Any) -> Any:
+    """The end-of-round screen: the three pass rates, tokens, knowledge, lineage and phase times."""
+    from rich.table import Table
+
+    res = summary.results
+    table = Table(title=f"round {summary.index}", show_header=True)
+    for column in ("condition", "pass rate", "tokens/ep", "prompt tok/ep", "episodes", "checkpoint"):
+        table.add_column(column, justify="right")
+    for name in ("none", "knowledge", "consolidated"):
+        row = summary.condition(name)
+        if row is None:
+            continue
+        table.add_row(
+            name, _fmt(row["pass_rate"]), _fmt(row["tokens_per_episode"], "{:.1f}"),
+            _fmt(row["prompt_tokens_per_episode"], "{:.0f}"), str(row["episodes"]), str(row["checkpoint_id"]),
+        )  # fmt: skip
+    collect, extract, cons = res.get("collect", {}), res.get("extract", {}), res.get("consolidate", {})
+    phases = ("collect", "extract", "consolidate", "evaluate")
+    times = ", ".join(f"{p} {_fmt(summary.seconds(p), '{:.0f}s')}" for p in phases)
+    table.caption = (
+        f"train: {collect.get('episodes')} episodes, pass {_fmt(collect.get('pass_rate'))} | "
+        f"knowledge v{extract.get('knowledge_version_id')}: {extract.get('items')} items, "
+        f"{extract.get('tokens')} tokens | {cons.get('method')}: "
+        f"checkpoint {collect.get('checkpoint_id')} -> {cons.get('checkpoint_id')}, "
+        f"last loss {_fmt(cons.get('last_loss'), '{:.4f}')}\n{times}"
+    )
+    return table
+
+
+class RichLoopUI:
+    """Draws the loop's progress: one bar per phase, a status line while watching, a table per round."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=True,
+        )  # fmt: skip
+        self.task: Any = None
+        self.wait_status: Any = None
+
+    def phase_started(self, round_index: int, phase: str, total: int | None) -> None:
+        self._stop_waiting()
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.progress.start()
+        self.task = self.progress.add_task(f"round {round_index} {phase}", total=total, info="")
+
+    def advance(self, **fields: Any) -> None:
+        if self.task is None:
+            return
+        info = " ".join(
+            f"{k} {v:.1%}" if k == "success" else f"{k} {v:.4f}" for k, v in fields.items() if v is not None
+        )
+        self.progress.update(self.task, advance=1, info=info)
+
+    def phase_done(self, round_index: int, phase: str, result: dict[str, Any]) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self.progress.stop()
+        how = "already done" if result.get("resumed") else f"{result.get('seconds', 0):.0f}s"
+        self.console.print(f"round {round_index} {phase}: {how}")
+
+    def waiting(self, have: int, need: int) -> None:
+        if self.wait_status is None:
+            self.wait_status = self.console.status("")
+            self.wait_status.start()
+        self.wait_status.update(f"watching the store: {have}/{need} new episodes")
+
+    def _stop_waiting(self) -> None:
+        if self.wait_status is not None:
+            self.wait_status.stop()
+            self.wait_status = None
+
+    def round_done(self, summary: Any) -> None:
+        self.console.print(summary_table(summary))
+
+    def close(self) -> None:
+        self._stop_waiting()
+        self.progress.stop()
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    """SIGTERM (a scheduler stopping the job) is handled like Ctrl-C: record the phase as failed, exit."""
+    raise KeyboardInterrupt
+
+
+def loop(
+    config: str = typer.Option(..., "--config", help="Run file (TOML); presets are in runs/."),
+    rounds: int | None = typer.Option(
+        None, min=1, help="Rounds to complete in total (overrides \\[run].rounds)."
+    ),
+    watch: bool = typer.Option(
+        False,
+        help="Wait for episodes other processes write (oel play --run NAME) and start a round on a "
+        "trigger (\\[watch] min_episodes / every_minutes) instead of collecting.",
+    ),  # fmt: skip
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Run the online loop: collect, extract knowledge, consolidate it, evaluate, deploy; round after round.
+
+    Every phase is recorded in the store; run the same command again after an
+    interruption (even kill -9) and it resumes after the last completed phase.
+    """
+    from rich.console import Console
+
+    from agent.model import ModelLoadError
+    from agent.policy import PolicyError
+    from distill.errors import ConsolidationError
+    from memory.errors import StoreError
+    from memory.knowledge.errors import KnowledgeError
+    from memory.store import ExperienceStore
+    from oel.loop import OnlineLoop
+    from oel.run_config import LoopConfigError, load_loop_config
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    console = Console()
+    ui = RichLoopUI(console)
+    try:
+        run_config = load_loop_config(config)
+        url = db or run_config.run.db
+        with ExperienceStore.open(url) as store:
+            OnlineLoop(run_config, store, ui).run(rounds, watch=watch)
+    except (
+        LoopConfigError,
+        StoreError,
+        ModelLoadError,
+        PolicyError,
+        ConsolidationError,
+        KnowledgeError,
+    ) as exc:
+        ui.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        ui.close()
+        typer.echo(
+            "interrupted; run the same command again to resume after the last completed phase", err=True
+        )
+        raise typer.Exit(130) from None
+    ui.close()
+    name = run_config.run.name
+    console.print(f"run {name!r}: done. `oel report --run {name} --out report/` writes the plots.")
+
+
+def report(
+    out: str = typer.Option("report", "--out", help="Folder for report.md and its PNG plots."),
+    run: str = typer.Option("default", help="Run name."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Write a Markdown report with plots: pass rate per round (3 conditions), tokens, knowledge, losses."""
+    from memory.errors import StoreError
+    from memory.store import ExperienceStore
+    from oel.report import ReportError, write_report
+
+    try:
+        with ExperienceStore.open(db) as store:
+            path = write_report(store, run, out)
+    except (ReportError, StoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {path}")
+
+
+def register(root: typer.Typer) -> None:
+    """Attach `oel loop` and `oel report`."""
+    root.command("loop")(loop)
+    root.command("report")(report)

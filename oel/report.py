@@ -1,0 +1,204 @@
+"""`oel report`: a run's evidence as one Markdown file with PNG plots, read from the store alone.
+
+Everything comes from what the loop recorded (phase results, knowledge
+versions, consolidation steps, checkpoints), so a report can be written at
+any time, by any process, for a run still in progress. Plots:
+
+- pass_rate.png: held-out pass rate per round, with no knowledge, with the
+  knowledge in context, and consolidated (OEL's three curves);
+- tokens.png: generated tokens per episode under the same three conditions;
+- knowledge.png: knowledge items and rendered tokens per round;
+- loss.png: the consolidation loss of every round against its step.
+
+The Markdown holds the same numbers as tables, plus the checkpoint lineage.
+matplotlib runs on its file-only Agg backend, so no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memory import queries
+from memory.store import ExperienceStore
+
+CONDITIONS = ("none", "knowledge", "consolidated")
+LABELS = {"none": "no knowledge", "knowledge": "knowledge in context", "consolidated": "consolidated"}
+
+
+class ReportError(ValueError):
+    """The run cannot be reported (unknown, or no round finished a phase yet)."""
+
+
+def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
+    """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds."""
+    rows = []
+    for round_id, index, status in queries.rounds(store, run_id)[["id", "round", "status"]].itertuples(index=False):
+        res = store.phase_results(round_id)
+        row: dict[str, Any] = {"round": index, "status": status}
+        conditions = res.get("evaluate", {}).get("conditions", {})
+        for name in CONDITIONS:
+            cond = conditions.get(name, {})
+            row[f"pass_{name}"] = cond.get("pass_rate")
+            row[f"tokens_{name}"] = cond.get("tokens_per_episode")
+        row["train_episodes"] = res.get("collect", {}).get("episodes")
+        row["train_pass"] = res.get("collect", {}).get("pass_rate")
+        row["knowledge_version"] = res.get("extract", {}).get("knowledge_version_id")
+        row["knowledge_items"] = res.get("extract", {}).get("items")
+        row["knowledge_tokens"] = res.get("extract", {}).get("tokens")
+        row["from_checkpoint"] = res.get("collect", {}).get("checkpoint_id")
+        row["to_checkpoint"] = res.get("consolidate", {}).get("checkpoint_id")
+        row["method"] = res.get("consolidate", {}).get("method")
+        for phase in ("collect", "extract", "consolidate", "evaluate"):
+            row[f"{phase}_s"] = res.get(phase, {}).get("seconds")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def loss_curves(store: ExperienceStore, run_id: int) -> pd.DataFrame:
+    """Consolidation steps of the run: round, method, step, loss."""
+    steps = queries.loss_curves(store, run_id)
+    losses = [(metrics or {}).get("loss") for metrics in steps["metrics"]]
+    return steps[["round", "method", "step"]].assign(loss=losses)
+
+
+def _plot_conditions(
+    rows: pd.DataFrame, prefix: str, ylabel: str, title: str, path: Path, percent: bool
+) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    scale = 100.0 if percent else 1.0
+    top = 0.0
+    for name in CONDITIONS:
+        values = rows[f"{prefix}_{name}"]
+        if values.notna().any():
+            scaled = values.astype(float) * scale
+            top = max(top, float(scaled.max()))
+            ax.plot(rows["round"], scaled, marker="o", label=LABELS[name])
+    ax.set_ylim(0, max(10.0 if percent else 1.0, 1.15 * top))  # rates and lengths start at zero
+    ax.set_xlabel("round")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_xticks(list(rows["round"]))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_knowledge(rows: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(rows["round"], rows["knowledge_tokens"].fillna(0).astype(float), color="tab:blue", alpha=0.6)
+    ax.set_xlabel("round")
+    ax.set_ylabel("knowledge tokens", color="tab:blue")
+    ax.set_xticks(list(rows["round"]))
+    twin = ax.twinx()
+    twin.plot(rows["round"], rows["knowledge_items"].fillna(0).astype(float), color="tab:red", marker="o")
+    twin.set_ylabel("knowledge items", color="tab:red")
+    ax.set_title("knowledge size per round")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_losses(losses: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (round_index, method), group in losses.groupby(["round", "method"], sort=True):
+        ax.plot(
+            group["step"], group["loss"].astype(float), marker=".", label=f"round {round_index} ({method})"
+        )
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title("consolidation loss")
+    ax.grid(alpha=0.3)
+    if not losses.empty:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return "-"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
+    """Write report.md and its four PNGs into `out`; return the Markdown file's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    run_id = store.get_run(run)
+    if run_id is None:
+        raise ReportError(f"there is no run named {run!r} in the store")
+    rows = round_rows(store, run_id)
+    if rows.empty:
+        raise ReportError(f"run {run!r} has no rounds yet; start it with `oel loop --config RUN.toml`")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    losses = loss_curves(store, run_id)
+    _plot_conditions(rows, "pass", "pass rate (%)", "held-out pass rate", folder / "pass_rate.png", True)
+    _plot_conditions(
+        rows, "tokens", "generated tokens / episode", "response length", folder / "tokens.png", False
+    )
+    _plot_knowledge(rows, folder / "knowledge.png")
+    _plot_losses(losses, folder / "loss.png")
+
+    growth = queries.knowledge_growth(store, run_id)
+    text = [
+        f"# Run `{run}`",
+        "",
+        f"{len(rows)} round(s); {int((rows['status'] == 'done').sum())} done.",
+        "",
+        "## Held-out pass rate",
+        "",
+        "![pass rate](pass_rate.png)",
+        "",
+        _markdown_table(
+            rows[["round", "status", *[f"pass_{c}" for c in CONDITIONS], "train_episodes", "train_pass"]]
+        ),  # fmt: skip
+        "",
+        "## Tokens per episode",
+        "",
+        "![tokens](tokens.png)",
+        "",
+        _markdown_table(rows[["round", *[f"tokens_{c}" for c in CONDITIONS]]]),
+        "",
+        "## Knowledge",
+        "",
+        "![knowledge](knowledge.png)",
+        "",
+        _markdown_table(growth.drop(columns=["run"], errors="ignore")) if not growth.empty else "(none yet)",
+        "",
+        "## Consolidation",
+        "",
+        "![loss](loss.png)",
+        "",
+        _markdown_table(rows[["round", "method", "from_checkpoint", "to_checkpoint"]]),
+        "",
+        "## Checkpoint lineage",
+        "",
+        _markdown_table(queries.lineage(store, run_id)),
+        "",
+        "## Wall time per phase (seconds)",
+        "",
+        _markdown_table(rows[["round", "collect_s", "extract_s", "consolidate_s", "evaluate_s"]]),
+        "",
+    ]
+    path = folder / "report.md"
+    path.write_text("\n".join(text))
+    return path

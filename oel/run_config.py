@@ -1,0 +1,256 @@
+"""A run of the online loop as one TOML file: a dataclass per section, every field defaulted and explained.
+
+The sections mirror the round's phases and reuse each component's own
+config class where one exists, so a field means the same thing in a run file
+as on the component's command line:
+
+    [run]          RunSettings          what to deploy where, how many rounds
+    [sampling]     agent SamplingParams how the deployed policy samples (collection and evaluation)
+    [collect]      CollectSettings      train episodes per round
+    [extract]      ExtractionConfig     knowledge extraction and accumulation (memory.knowledge)
+    [consolidate]  distill JobConfig + the method's Config (OPCD / baselines / RL, dense or ternary)
+    [evaluate]     EvaluateSettings     held-out episodes per condition
+    [watch]        WatchSettings        triggers for `oel loop --watch`
+
+The loader refuses unknown sections and keys and wrong value types with one
+line that names the file, the section and the key, because a typo in a run
+file should not silently fall back to a default for a 15-minute job. The
+fields of `[consolidate]` that the loop sets itself (round, run, model,
+knowledge, out) are refused there too, and its other keys are checked
+against the chosen method's own settings (`distill.consolidation.build`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.backends import check_backend
+from agent.policy import PolicyError, SamplingParams
+from distill.consolidation import build as build_consolidation
+from distill.errors import ConsolidationError
+from distill.job import JobConfig
+from distill.methods import method_module
+from memory.knowledge.extract import ExtractionConfig
+
+
+class LoopConfigError(ValueError):
+    """A run file that cannot be used, with the file, section and key in the message."""
+
+
+@dataclass
+class RunSettings:
+    """Identity and placement of the run."""
+
+    name: str = "default"
+    """Run name in the store; running the same file again resumes it."""
+    env_id: str = "oel/FrozenLake-v0"
+    """Registered environment id (`oel envs list`)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for `gymnasium.make` (for example size, holes, max_steps)."""
+    rounds: int = 2
+    """Rounds to complete in total (a rerun continues up to this many)."""
+    model: str | None = None
+    """Starting checkpoint (HF folder); None: the embedded SmolLM2-135M-Instruct."""
+    backend: str = "hf"
+    """Policy backend for collection and evaluation (agent.backends): hf, vllm, langchain."""
+    db: str | None = None
+    """Store URL; None: $OEL_DB_URL, else sqlite file oel.db in the working directory."""
+    checkpoints: str = "checkpoints"
+    """Folder for consolidated checkpoints: <checkpoints>/<name>/round-<r>."""
+
+
+@dataclass
+class CollectSettings:
+    """Collection on the train split with the deployed checkpoint."""
+
+    episodes: int = 16
+    """Train episodes per round (round r plays seeds seed + r*episodes ...)."""
+    batch: int = 16
+    """Environments stepped together (one batched policy call per step)."""
+    seed: int = 0
+    """First train seed of round 0."""
+    with_knowledge: bool = False
+    """Deploy with the latest knowledge in context while collecting (OEL deploys without it)."""
+
+
+@dataclass
+class EvaluateSettings:
+    """Held-out evaluation: the same maps for every condition and every round."""
+
+    episodes: int = 16
+    """Held-out tasks per condition (test split seeds seed .. seed+episodes-1)."""
+    batch: int = 16
+    """Environments stepped together."""
+    seed: int = 0
+    """First held-out task."""
+    conditions: list[str] = field(default_factory=lambda: ["none", "knowledge", "consolidated"])
+    """Which of: none (M_r alone), knowledge (M_r with K_r in context), consolidated (M_r+1 alone)."""
+
+
+@dataclass
+class WatchSettings:
+    """When `oel loop --watch` starts a round from episodes other processes write."""
+
+    min_episodes: int = 32
+    """Start a round once at least this many new train episodes are in the store."""
+    every_minutes: float = 0.0
+    """Also start one this long after the previous round ended if any new episode came (0: off)."""
+    poll_seconds: float = 5.0
+    """How often the store is polled."""
+
+
+@dataclass
+class LoopConfig:
+    """One run of the online loop; see the module docstring for the sections."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    extract: ExtractionConfig = field(default_factory=ExtractionConfig)
+    consolidate: dict[str, Any] = field(default_factory=dict)
+    """Fields of `distill.job.JobConfig` and of the chosen method's Config (method, steps, lr, ...)."""
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+
+    def consolidate_values(self, round_index: int, model: str, knowledge: int | None, out: str) -> dict[str, Any]:
+        """The round's consolidation settings: the [consolidate] fields plus what the loop decides.
+
+        `knowledge` is dropped for methods that use none, and `steps` is filled in.
+        """
+        values = {**self.consolidate, "round": round_index, "run": self.run.name, "model": model, "out": out}
+        job_config, _method_config, method = build_consolidation(values)
+        if method.uses_knowledge:
+            values["knowledge"] = knowledge
+        values["steps"] = job_config.steps
+        values["method"] = job_config.method
+        return values
+
+
+LOOP_SET = ("round", "run", "model", "knowledge", "out")
+"""Consolidation settings the loop fills in itself."""
+
+CONDITIONS = ("none", "knowledge", "consolidated")
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """A light check of a TOML value against a field's annotation (TOML has few types)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arm) for arm in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, annotation)
+
+
+def _build(cls: type, table: Any, where: str, skip: tuple[str, ...] = ()) -> Any:
+    """Instantiate dataclass `cls` from a TOML table, refusing unknown keys and wrong types."""
+    if not isinstance(table, dict):
+        raise LoopConfigError(f"{where} must be a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name not in skip}
+    values = {}
+    for key, value in table.items():
+        if key not in known:
+            hint = f"; the loop sets {key!r} itself" if key in skip else ""
+            raise LoopConfigError(
+                f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(known))}"
+            )
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            values[key] = _build(annotation, value, f"{where}.{key}")
+            continue
+        if not _type_ok(value, annotation):
+            raise LoopConfigError(f"{where}.{key}: expected {annotation}, got {value!r}")
+        values[key] = value
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:  # the component's own validation (PolicyError is a ValueError)
+        raise LoopConfigError(f"{where}: {exc}") from None
+
+
+def _check_consolidate_types(table: dict[str, Any], where: str) -> None:
+    """Type-check `[consolidate]` keys against JobConfig and the chosen method's Config."""
+    try:
+        method_config = method_module(table.get("method", JobConfig.method)).Config
+    except ConsolidationError as exc:
+        raise LoopConfigError(f"{where}: {exc}") from None
+    hints = {**typing.get_type_hints(JobConfig), **typing.get_type_hints(method_config)}
+    for key, value in table.items():
+        if key in hints and not _type_ok(value, hints[key]):
+            raise LoopConfigError(f"{where}.{key}: expected {hints[key]}, got {value!r}")
+
+
+def parse_loop_config(data: dict[str, Any], source: str = "<config>") -> LoopConfig:
+    """Build a LoopConfig from parsed TOML; LoopConfigError names the offending section and key."""
+    sections = {f.name for f in dataclasses.fields(LoopConfig)}
+    unknown = set(data) - sections
+    if unknown:
+        raise LoopConfigError(
+            f"{source}: unknown section(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(sections))}"
+        )
+    config = LoopConfig()
+    for section in ("run", "collect", "evaluate", "watch", "extract", "sampling"):
+        if section in data:
+            current = getattr(config, section)
+            setattr(config, section, _build(type(current), data[section], f"{source} [{section}]"))
+    if "consolidate" in data:
+        table = data["consolidate"]
+        if not isinstance(table, dict):
+            raise LoopConfigError(f"{source} [consolidate] must be a table")
+        for key in LOOP_SET:
+            if key in table:
+                raise LoopConfigError(f"{source} [consolidate]: unknown key {key!r}; the loop sets {key!r} itself")
+        _check_consolidate_types(table, f"{source} [consolidate]")
+        config.consolidate = dict(table)
+    validate(config, source)
+    return config
+
+
+def validate(config: LoopConfig, source: str) -> None:
+    """Cross-field checks the dataclasses cannot make alone."""
+    for name in ("rounds",):
+        if getattr(config.run, name) < 1:
+            raise LoopConfigError(f"{source} [run].{name} must be >= 1")
+    for section in ("collect", "evaluate"):
+        for name in ("episodes", "batch"):
+            if getattr(getattr(config, section), name) < 1:
+                raise LoopConfigError(f"{source} [{section}].{name} must be >= 1")
+    bad = [c for c in config.evaluate.conditions if c not in CONDITIONS]
+    if bad:
+        raise LoopConfigError(
+            f"{source} [evaluate].conditions: unknown {bad}; choose from {', '.join(CONDITIONS)}"
+        )
+    try:
+        check_backend(config.run.backend)
+    except PolicyError as exc:
+        raise LoopConfigError(f"{source} [run].backend: {exc}") from None
+    try:
+        config.consolidate_values(0, "model", None, "out")
+    except (ConsolidationError, TypeError) as exc:
+        raise LoopConfigError(f"{source} [consolidate]: {exc}") from None
+
+
+def load_loop_config(path: str | Path) -> LoopConfig:
+    """Read and check a run file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise LoopConfigError(f"run file {path} does not exist (presets are in runs/)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LoopConfigError(f"{path} is not valid TOML: {exc}") from None
+    return parse_loop_config(data, str(path))
