@@ -1,20 +1,31 @@
-"""The default policy backend: transformers `generate`, batched with left padding, CPU or GPU.
+"""The default policy backend: a transformers causal LM on CPU or GPU, with prefix reuse and exact scoring.
 
 Why it is shaped so:
 
-- Prompts are tokenized one by one through the chat template and left-padded
-  by hand, so the returned `prompt_ids` are exactly the unpadded prompt (no
-  guessing what the tokenizer's padding did). transformers derives position
-  ids from the attention mask, so a left-padded row computes the same
-  logits as the row alone; the teacher-forcing test checks that.
-- Log-probs come from `output_logits` (the raw logits, before any logits
-  processor), divided by T and log-softmaxed over the full vocabulary, one
-  step at a time, so no [batch x steps x vocab] tensor is ever kept. The
-  processed `scores` are NOT used: they are already top-k/top-p masked.
-- SmolLM2 pads with its EOS token, so a finished row keeps emitting EOS; each
-  row is cut after its first EOS.
-- Seeding forks torch's RNG, so a seeded call does not reset the caller's
-  global random state.
+- Prefill is what rollouts pay for on this CPU, and most of every prompt
+  was computed before (the previous step's prompt, the shared role and
+  knowledge text, a GRPO group's common first prompt). So every prompt's keys
+  and values go into a `PrefixCache`, and a new prompt computes only what
+  follows its longest cached prefix, in one batched forward whose rows have
+  different prefixes (`agent.kv_forward`). Before that, a prefix every prompt
+  of the batch shares is computed once, and identical prompts are computed
+  once. `prefix_cache_mb=0` turns reuse off; the outputs are the same either
+  way, up to float rounding (tested to 1e-4).
+- Generation is our own decode loop on top of that forward (transformers'
+  `generate` cannot start rows from different cached prefixes). It samples
+  like `generate` does: logits / T, then top-k, then top-p; greedy is argmax.
+  Rows that finished are dropped from the batch. Seeding uses a private
+  generator, so a seeded call leaves the caller's random state alone.
+- Log-probs are `log_softmax(logits / T)[token]` over the full vocabulary,
+  before top-k/top-p (`agent.policy`), from raw logits; at T = 0 they are
+  taken at T = 1. The output head runs only where a token is sampled or scored.
+- `score` gives the exact log-likelihood (T = 1) of each candidate reply
+  after a prompt, the candidates sharing the prompt's KV as branches of one
+  forward (the scored action mode, `agent.scored_form`).
+- A model being trained is served through `from_model`; the cache notices
+  any in-place weight update (parameters' version counters) and forgets
+  everything, so an RL step never reuses keys of older weights.
+- SmolLM2 pads with its EOS token; each row is cut after its first EOS.
 """
 
 from __future__ import annotations
@@ -22,28 +33,63 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 
+from agent.kv_forward import Row, branch_logprobs, run_rows, trunk_kv
 from agent.model import load_model, resolve_model_path
 from agent.policy import (
     Completion,
     Conversation,
     PolicyError,
     SamplingParams,
+    ScoredPrompt,
     cut_at_eos,
     encode_chat,
     eos_token_ids,
 )
+from agent.prefix_cache import BLOCK, PrefixCache
+
+DEFAULT_PREFIX_CACHE_MB = 1024
+"""KV kept for reuse, in MiB (SmolLM2-135M in fp32: 46 KB per token, so about 23k tokens)."""
+
+
+def sample_tokens(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token ids [B], their log-probs [B]) sampled from raw `logits` [B, V] as `generate` would."""
+    logits = logits.float()
+    if params.greedy:
+        tokens = logits.argmax(-1)
+        return tokens, torch.log_softmax(logits, -1).gather(1, tokens[:, None]).squeeze(1)
+    scaled = logits / params.temperature
+    filtered = scaled.clone()
+    if params.top_k > 0 and params.top_k < filtered.shape[-1]:
+        kth = filtered.topk(params.top_k, dim=-1).values[:, -1:]
+        filtered[filtered < kth] = float("-inf")
+    if params.top_p < 1.0:
+        ordered, order = filtered.sort(dim=-1, descending=True)
+        probs = ordered.softmax(-1)
+        before = probs.cumsum(-1) - probs  # mass of the tokens ranked above each one
+        drop = before > params.top_p
+        drop[:, 0] = False
+        filtered.scatter_(1, order, ordered.masked_fill(drop, float("-inf")))
+    tokens = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(1)
+    return tokens, torch.log_softmax(scaled, -1).gather(1, tokens[:, None]).squeeze(1)
 
 
 class HFPolicy:
-    """A transformers causal LM served with batched `generate`."""
+    """A transformers causal LM served with batched prefill from a prefix cache and our own decode loop."""
+
+    can_score = True
 
     def __init__(
-        self, model: str | os.PathLike[str] | None = None, device: str | None = None, dtype: str | None = None
+        self,
+        model: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
     ) -> None:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         default_dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
@@ -51,25 +97,45 @@ class HFPolicy:
         self.path = resolve_model_path(model)
         self.model, self.tokenizer = load_model(self.path, dtype=self.dtype, device=self.device)
         self.name = f"hf:{self.path.name}"
-        self._set_special_ids()
+        self.prefix_cache = PrefixCache(prefix_cache_mb * 2**20)
+        self._setup()
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, name: str = "hf:in-memory") -> HFPolicy:
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        name: str = "hf:in-memory",
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+    ) -> HFPolicy:
         """Serve an already loaded model without reloading it, e.g. a student being trained.
 
-        The model is shared, not copied: later weight updates show up in the next `generate`.
+        The model is shared, not copied: later weight updates show up in the
+        next call, and the prefix cache is dropped when they do.
         """
         policy = cls.__new__(cls)
         first = next(model.parameters())
         policy.device, policy.dtype = str(first.device), first.dtype
         policy.path, policy.model, policy.tokenizer, policy.name = None, model, tokenizer, name
-        policy._set_special_ids()
+        policy.prefix_cache = PrefixCache(prefix_cache_mb * 2**20)
+        policy._setup()
         return policy
 
-    def _set_special_ids(self) -> None:
+    def _setup(self) -> None:
         self.eos_ids = eos_token_ids(self.tokenizer, self.model.generation_config)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
+        eos = self.tokenizer.eos_token_id
+        self.end_of_reply = eos if eos in self.eos_ids else min(self.eos_ids)
+        config = self.model.config.get_text_config(decoder=True)
+        full_attention = not getattr(config, "sliding_window", None) and not any(
+            kind != "full_attention" for kind in (getattr(config, "layer_types", None) or [])
+        )  # padded caches are exact for full attention only
+        self._reuse = full_attention and self.prefix_cache.max_bytes > 0
+        self._weights_seen = self._weights_version()
+
+    def _weights_version(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.model.parameters())
 
     def reload(self, path: str | os.PathLike[str]) -> None:
         """Swap in the weights (and tokenizer) saved in another HF folder, e.g. a new checkpoint."""
@@ -79,72 +145,169 @@ class HFPolicy:
             raise PolicyError(f"checkpoint {folder} has a different vocabulary than {self.path}")
         self.model, self.tokenizer, self.path = model, tokenizer, folder
         self.name = f"hf:{folder.name}"
-        self._set_special_ids()
+        self.prefix_cache.clear()
+        self._setup()
 
-    def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
-        return ids.to(self.device), mask.to(self.device)
+    # ------------------------------------------------------------------ prefill with reuse
 
-    def _generation_kwargs(self, params: SamplingParams) -> dict[str, Any]:
-        from transformers import GenerationConfig
+    def _rows(
+        self, prompts: list[list[int]], branches: list[list[list[int]]] | None = None
+    ) -> tuple[list[Row], list[int]]:
+        """One Row per prompt, starting after its longest cached prefix; and the tokens each computes."""
+        if self._weights_version() != self._weights_seen:
+            self.prefix_cache.clear()
+            self._weights_seen = self._weights_version()
+        rows, computed = [], []
+        for i, prompt in enumerate(prompts):
+            prefix, n = self.prefix_cache.longest(prompt, limit=len(prompt) - 1) if self._reuse else (None, 0)
+            rows.append(Row(trunk=prompt[n:], prefix=prefix, branches=branches[i] if branches else []))
+            computed.append(len(prompt) - n)
+        return rows, computed
 
-        sampling = (
-            {}
-            if params.greedy
-            else {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
-        )
-        config = GenerationConfig(
-            do_sample=not params.greedy,
-            max_new_tokens=params.max_new_tokens,
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=self.pad_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-            **sampling,
-        )
-        return {"generation_config": config}
+    def _warm_shared_prefix(self, prompts: list[list[int]]) -> int:
+        """Compute the prefix all `prompts` share once, when a block or more of it is not cached yet.
+
+        Return how many tokens that took (0 when nothing was run).
+        """
+        if not self._reuse or len(prompts) < 2:
+            return 0
+        shared = os.path.commonprefix(prompts)[: min(len(p) for p in prompts) - 1]
+        cached, have = self.prefix_cache.longest(shared)
+        if len(shared) - have < BLOCK:
+            return 0
+        forward = run_rows(self.model, [Row(trunk=shared[have:], prefix=cached)], self.pad_id)
+        self.prefix_cache.put(shared, trunk_kv(forward, 0))
+        return len(shared) - have
+
+    def _forward(self, prompts: list[list[int]], branches: list[list[list[int]]] | None = None):
+        """Prefill the unique (prompt, branches) pairs: (forward, each input's row, tokens computed)."""
+        keys = [
+            (tuple(p), tuple(tuple(c) for c in branches[i]) if branches else ())
+            for i, p in enumerate(prompts)
+        ]
+        unique = list(dict.fromkeys(keys))
+        where = [unique.index(k) for k in keys] if len(unique) < len(keys) else list(range(len(keys)))
+        shared = self._warm_shared_prefix([list(p) for p, _b in unique])
+        rows, computed = self._rows([list(p) for p, _b in unique], [[list(c) for c in b] for _p, b in unique])
+        forward = run_rows(self.model, rows, self.pad_id)
+        if self._reuse:
+            for i, (prompt, _b) in enumerate(unique):
+                self.prefix_cache.put(prompt, trunk_kv(forward, i))
+        # the tokens of a prompt computed once count once, for its first copy; the shared prefix for the first
+        counts = [0] * len(keys)
+        seen: set[int] = set()
+        for index, row in enumerate(where):
+            if row not in seen:
+                counts[index] = computed[row]
+                seen.add(row)
+        if counts:
+            counts[0] += shared
+        return forward, where, counts
+
+    # ------------------------------------------------------------------ generation
 
     @torch.no_grad()
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
-        """Sample one completion per conversation in a single batched `generate` call."""
+        """Sample one completion per conversation: one batched prefill, then one batched step per token."""
         if not conversations:
             return []
-        prompts = [encode_chat(self.tokenizer, c) for c in conversations]
-        input_ids, attention_mask = self._left_pad(prompts)
         start = time.perf_counter()
-        rng = nullcontext()
+        prompts = [encode_chat(self.tokenizer, c) for c in conversations]
+        forward, where, computed = self._forward(prompts)
+        generator = None
         if params.seed is not None:
-            rng = torch.random.fork_rng(devices=[self.device] if self.device.startswith("cuda") else [])
-        with rng:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            out = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, **self._generation_kwargs(params)
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        index = torch.tensor(where, device=forward.hidden.device)
+        ends = torch.tensor([len(forward.rows[w].trunk) - 1 for w in where], device=index.device)
+        head = self.model.get_output_embeddings()
+        logits = head(forward.hidden[index, ends])
+        cache = forward.cache
+        if where != list(
+            range(len(forward.rows))
+        ):  # identical prompts were computed once: one row each again
+            cache.batch_select_indices(index)
+        valid = forward.kv_valid[index]
+        positions = torch.tensor(
+            [forward.rows[w].start + len(forward.rows[w].trunk) for w in where], device=index.device
+        )
+        tokens: list[list[int]] = [[] for _ in prompts]
+        logprobs: list[list[float]] = [[] for _ in prompts]
+        active = list(range(len(prompts)))
+        for step in range(params.max_new_tokens):
+            chosen, logp = sample_tokens(logits, params, generator)
+            still = []
+            for slot, (token, lp) in enumerate(zip(chosen.tolist(), logp.tolist(), strict=True)):
+                row = active[slot]
+                tokens[row].append(token)
+                logprobs[row].append(lp)
+                if token not in self.eos_ids:
+                    still.append(slot)
+            if not still or step == params.max_new_tokens - 1:
+                break
+            if len(still) < len(active):
+                keep = torch.tensor(still, device=index.device)
+                cache.batch_select_indices(keep)
+                valid, positions, chosen = valid[keep], positions[keep], chosen[keep]
+                active = [active[s] for s in still]
+            valid = torch.cat(
+                [valid, torch.ones((len(active), 1), dtype=torch.bool, device=valid.device)], dim=1
             )
-        new_tokens = out.sequences[:, input_ids.shape[1] :]
-        temperature = params.temperature if not params.greedy else 1.0
-        steps = [
-            torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, new_tokens[:, t : t + 1])
-            for t, logits in enumerate(out.logits)
-        ]
-        logprobs = torch.cat(steps, dim=1)
+            out = self.model.base_model(
+                input_ids=chosen[:, None], attention_mask=valid[:, None, None, :],
+                position_ids=positions[:, None], past_key_values=cache, use_cache=True,
+            )  # fmt: skip
+            cache = out.past_key_values
+            logits = head(out.last_hidden_state[:, -1])
+            positions = positions + 1
         latency = time.perf_counter() - start
         completions = []
-        for row, prompt in enumerate(prompts):
-            ids, finish = cut_at_eos(new_tokens[row].tolist(), self.eos_ids)
+        for i, prompt in enumerate(prompts):
+            ids, finish = cut_at_eos(tokens[i], self.eos_ids)
             completions.append(
                 Completion(
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     token_ids=ids,
-                    logprobs=logprobs[row, : len(ids)].tolist(),
+                    logprobs=logprobs[i][: len(ids)],
                     prompt_ids=prompt,
                     finish_reason=finish,
                     latency_s=latency,
-                )
+                    prompt_computed=computed[i],
+                )  # fmt: skip
             )
         return completions
+
+    # ------------------------------------------------------------------ scoring
+
+    def candidate_ids(self, command: str) -> list[int]:
+        """The reply tokens of a candidate command: its tokens and the end-of-turn token."""
+        return list(self.tokenizer(command, add_special_tokens=False)["input_ids"]) + [self.end_of_reply]
+
+    @torch.no_grad()
+    def score(
+        self, conversations: Sequence[Conversation], candidates: Sequence[Sequence[str]]
+    ) -> list[ScoredPrompt]:
+        """Per conversation, the exact log-likelihood (T = 1) of each candidate reply, in one forward."""
+        if len(candidates) != len(conversations):
+            raise PolicyError(
+                f"score got {len(candidates)} candidate lists for {len(conversations)} conversations"
+            )
+        if any(not c for c in candidates):
+            raise PolicyError("every conversation needs at least one candidate to score")
+        if not conversations:
+            return []
+        start = time.perf_counter()
+        prompts = [encode_chat(self.tokenizer, c) for c in conversations]
+        branches = [[self.candidate_ids(c) for c in cands] for cands in candidates]
+        forward, where, computed = self._forward(prompts, branches)
+        per_row = branch_logprobs(self.model, forward)
+        latency = time.perf_counter() - start
+        return [
+            ScoredPrompt(
+                prompt_ids=prompt,
+                candidate_ids=branches[i],
+                token_logprobs=[lp.tolist() for lp in per_row[where[i]]],
+                prompt_computed=computed[i],
+                latency_s=latency,
+            )  # fmt: skip
+            for i, prompt in enumerate(prompts)
+        ]

@@ -9,6 +9,10 @@ reminder to bracket the final action. We keep that structure, in our own
 words, for every environment: the environment's observations already state the
 goal, the valid actions or the tools, so the builder stays generic.
 
+The scored action mode (`agent.forms`) uses a compact variant,
+`build_scored_prompt`: the instruction first and nothing after the state, so
+that each step's prompt extends the previous one (prefix reuse).
+
 The prompt is built in two steps on purpose. `render_state` turns the episode
 so far into the *state* text (no knowledge in it); `build_prompt` wraps a state
 and an optional knowledge text into the message actually sent. The store keeps
@@ -27,6 +31,11 @@ KNOWLEDGE_CAVEAT = (
     "That experience is only a best guess: it may be incomplete or wrong."
 )
 KNOWLEDGE_HEADER = "Given experience for rules or strategies you have learned:"
+SCORED_ROLE = (
+    "You are an agent playing a game. After each observation, reply with your next action: one of the game's "
+    "commands, in square brackets."
+)
+"""The scored mode's instruction; it comes first, so each step's prompt extends the previous one."""
 QUESTION = (
     "What action do you take? Think briefly, then give your final action in square brackets, "
     "for example [your action]."
@@ -83,3 +92,22 @@ def build_prompt(state: str, knowledge: str | None = None) -> str:
 def build_messages(state: str, knowledge: str | None = None) -> list[dict[str, str]]:
     """The one-turn conversation for `Policy.generate`."""
     return [{"role": "user", "content": build_prompt(state, knowledge)}]
+
+
+def build_scored_prompt(state: str, knowledge: str | None = None) -> str:
+    """The scored mode's user message: instruction, knowledge (if any), then the situation, nothing after it.
+
+    Nothing follows the state, so the prompt of step t+1 starts with the whole
+    prompt of step t (minus the chat template's closing tokens): with prefix
+    reuse, a step computes only its new action and observation.
+    """
+    parts = [SCORED_ROLE]
+    if knowledge and knowledge.strip():
+        parts += [KNOWLEDGE_CAVEAT, f"{KNOWLEDGE_HEADER}\n{knowledge.strip()}"]
+    parts.append(f"Current situation:\n{state}")
+    return "\n\n".join(parts)
+
+
+def build_scored_messages(state: str, knowledge: str | None = None) -> list[dict[str, str]]:
+    """The one-turn conversation for `Policy.score` in the scored action mode."""
+    return [{"role": "user", "content": build_scored_prompt(state, knowledge)}]

@@ -15,6 +15,10 @@ loop), so no episode is lost or counted twice.
 Each step records the exact prompt and completion token ids and log-probs the
 policy returned, together with the knowledge-free state text, so training
 never re-tokenizes and OPCD can rebuild teacher prompts with any knowledge.
+How a reply becomes an action is the policy form's job (`agent.forms`: OEL's
+free text, or scored candidates); a scored step also stores its candidate
+distribution, and every episode records the action mode it was played in
+and the prompt tokens actually computed (the rest came from the prefix cache).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.actions import parse_action
+from agent.forms import make_form
 from agent.policy import Policy, SamplingParams
-from agent.prompts import PromptConfig, build_messages, render_state
+from agent.prompts import PromptConfig, render_state
 from envs.vector import TextVectorEnv
 from memory.records import StepRecord
 from memory.store import ExperienceStore
@@ -52,6 +56,8 @@ class RolloutConfig:
     """Sampling settings (OEL: T=0.7, top_p=0.8, top_k=20)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """How much history the prompt shows."""
+    action_mode: str = "text"
+    """text (OEL: free-text reply, bracketed action parsed) or scored (admissible commands scored)."""
 
 
 @dataclass
@@ -85,6 +91,13 @@ class RolloutSummary:
     policy_calls: int = 0
     env_steps: int = 0
     generated_tokens: int = 0
+    """Tokens generated (text steps) or scored as the chosen command (scored steps)."""
+    prompt_tokens: int = 0
+    """Prompt tokens of every step, as sent."""
+    prompt_computed: int = 0
+    """Prompt tokens actually run through the model (the rest came from the prefix cache)."""
+    scored_tokens: int = 0
+    """Candidate tokens scored (scored steps): every command's tokens, chosen or not."""
 
     @property
     def success_rate(self) -> float:
@@ -112,6 +125,8 @@ class _Slot:
     actions: list[str] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
     total_return: float = 0.0
+    modes: set[str] = field(default_factory=set)
+    prompt_computed: int | None = 0
 
 
 def run_rollouts(
@@ -128,10 +143,12 @@ def run_rollouts(
 
     `knowledge`, when given, is spliced into every prompt (its version id
     belongs in `tags`). `on_episode` is called after each stored episode.
+    PolicyError when the policy cannot play `config.action_mode`.
     """
     import envs  # noqa: F401  (registers the environments with gymnasium)
 
     tags = tags or EpisodeTags()
+    form = make_form(policy, config.action_mode)
     todo = list(seeds) if seeds is not None else [config.seed + i for i in range(config.episodes)]
     summary = RolloutSummary()
     if not todo:
@@ -141,7 +158,7 @@ def run_rollouts(
     slots: list[_Slot | None] = [None] * width
     pending = iter(todo)
     started = time.perf_counter()
-    sampling = asdict(config.sampling)
+    sampling = {**asdict(config.sampling), "action_mode": config.action_mode}
 
     def refill(index: int) -> None:
         seed = next(pending, None)
@@ -157,39 +174,53 @@ def run_rollouts(
         while venv.live:
             live = venv.live
             states = [render_state(slots[i].observations, slots[i].actions, config.prompt) for i in live]
-            conversations = [build_messages(state, knowledge) for state in states]
-            completions = policy.generate(conversations, config.sampling)
+            admissible = [venv.infos[i].get("admissible_commands") for i in live]
+            decisions = form.act(states, admissible, knowledge, config.sampling)
             summary.policy_calls += 1
-            actions = {}
-            for i, completion in zip(live, completions, strict=True):
-                admissible = venv.infos[i].get("admissible_commands")
-                actions[i] = parse_action(completion.text, admissible).action
+            actions = {i: d.action for i, d in zip(live, decisions, strict=True)}
             observations, rewards, terminated, truncated, infos = venv.step(actions)
             finished: list[tuple[int, dict, list[StepRecord], dict]] = []
-            for i, state, conv, completion in zip(live, states, conversations, completions, strict=True):
+            for i, state, decision in zip(live, states, decisions, strict=True):
                 slot = slots[i]
                 slot.records.append(
                     StepRecord(
                         index=len(slot.actions),
                         state=state,
-                        prompt=conv[0]["content"],
-                        completion_text=completion.text,
-                        action=actions[i],
+                        prompt=decision.prompt,
+                        completion_text=decision.completion_text,
+                        action=decision.action,
                         observation=observations[i],
                         reward=rewards[i],
-                        prompt_ids=completion.prompt_ids,
-                        completion_ids=completion.token_ids,
-                        logprobs=completion.logprobs,
-                        latency_s=completion.latency_s,
-                    )
+                        prompt_ids=decision.prompt_ids,
+                        completion_ids=decision.completion_ids,
+                        logprobs=decision.logprobs,
+                        latency_s=decision.latency_s,
+                        candidates=decision.candidates,
+                    )  # fmt: skip
                 )
-                slot.actions.append(actions[i])
+                slot.actions.append(decision.action)
                 slot.observations.append(observations[i])
                 slot.total_return += rewards[i]
+                slot.modes.add(decision.mode)
+                if slot.prompt_computed is not None and decision.prompt_computed is not None:
+                    slot.prompt_computed += decision.prompt_computed
+                else:
+                    slot.prompt_computed = None
                 summary.env_steps += 1
-                summary.generated_tokens += len(completion.token_ids or ())
+                summary.generated_tokens += len(decision.completion_ids or ())
+                summary.prompt_tokens += len(decision.prompt_ids or ())
+                summary.prompt_computed += decision.prompt_computed or 0
+                if decision.candidates is not None:
+                    summary.scored_tokens += sum(len(ids) for ids in decision.candidates["ids"])
                 if terminated[i] or truncated[i]:
                     info = infos[i]
+                    played = (
+                        "text"
+                        if form.mode == "text"
+                        else "scored"
+                        if slot.modes == {"scored"}
+                        else "text-fallback"
+                    )
                     header = {
                         "env_id": config.env_id,
                         "task_id": str(info.get("task_id", "")),
@@ -197,6 +228,7 @@ def run_rollouts(
                         "split": config.split,
                         "policy": policy.name,
                         "sampling": sampling,
+                        "action_mode": played,
                         **asdict(tags),
                     }
                     result = {
@@ -204,6 +236,7 @@ def run_rollouts(
                         "won": bool(info.get("won", False)),
                         "lost": bool(info.get("lost", False)),
                         "feedback": str(info.get("feedback", "")),
+                        "prompt_computed": slot.prompt_computed,
                     }
                     finished.append((i, header, slot.records, result))
             if finished:

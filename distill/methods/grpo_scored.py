@@ -1,0 +1,140 @@
+"""RL on environment rewards, scored mode: GRPO or GMPO on the chosen command's probability.
+
+In the scored action mode (`agent.forms.ScoredForm`) an action is a sample
+of pi(a | s) = softmax(score(a) / T) over the admissible commands. The
+policy-gradient loss therefore works on log pi(chosen | s), recomputed for
+every candidate with gradient (`distill.candidates`), instead of on reply
+tokens. The steps, as in `distill.methods.grpo`:
+
+1. groups: `groups` tasks with `group_size` episodes each from one seed,
+   played in scored mode by the live student at the job's temperature (the
+   exploration knob), or the round's own collected groups; `distill.groups`;
+2. group-normalised advantages; equal-reward groups skipped; the
+   `keep_top` fraction with the largest spread trains (RAGEN's filter);
+3. rows: every scored step of the kept episodes, with the candidates'
+   token ids and log pi_old as sampled (text steps of a fallback are skipped
+   and counted);
+4. loss = GRPO's clipped ratio exp(log pi - log pi_old) x advantage, averaged
+   over the batch's actions (or GMPO's geometric mean per episode), plus
+   kl_beta times the exact KL over the candidates to the reference (the
+   frozen starting checkpoint);
+5. the job shell takes `updates` AdamW steps on the batch.
+
+With T the same in collection and training, a fresh batch's ratio is 1: the
+behaviour log-probs are those of the distribution actually sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from distill import groups as grouping
+from distill.candidates import ScoredState, candidate_log_pi, exact_kl
+from distill.job import Batch, ConsolidationJob
+from distill.methods import grpo
+from distill.rl_losses import gmpo_loss, grpo_token_loss
+
+Config = grpo.Config
+
+
+@dataclass
+class ActionRow:
+    """One training row: a scored step of an episode, with the episode's advantage."""
+
+    step: ScoredState
+    advantage: float
+    rl: bool
+    """Whether the RL term trains on it (its group was kept)."""
+
+    @property
+    def state(self) -> str:
+        return self.step.state
+
+
+def action_batch(
+    groups: list[list[grouping.PlayedEpisode]], selection: grouping.Selection, all_episodes: bool, info: dict
+) -> Batch:
+    """Rows for every scored step of the kept episodes (of all when `all_episodes`), one unit each episode."""
+    flat = [e for group in groups for e in group]
+    rows, units, text_steps = [], [], 0
+    for index, episode in enumerate(flat):
+        if not (selection.kept[index] or all_episodes):
+            continue
+        for turn in episode.turns:
+            if turn.candidates is None:
+                text_steps += 1
+                continue
+            step = ScoredState.from_step(turn.state, turn.prompt_ids, turn.candidates)
+            rows.append(ActionRow(step, selection.advantages[index], selection.kept[index]))
+            units.append(index)
+    rl_units = {u for u, r in zip(units, rows, strict=True) if r.rl}
+    totals = {"rl_actions": sum(r.rl for r in rows), "rl_episodes": len(rl_units), "states": len(rows),
+              "tokens": sum(len(r.step.candidate_ids[r.step.chosen]) for r in rows)}  # fmt: skip
+    info = {
+        **info,
+        **grouping.batch_facts(groups, selection),
+        "actions": len(rows),
+        "text_steps_skipped": text_steps,
+    }
+    return Batch(rows, units=units, totals=totals, info=info)
+
+
+def rl_loss(job: ConsolidationJob, config: Config, rows: list[ActionRow], log_pi: list[torch.Tensor],
+            batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    """The RL term of one micro-batch from the student's candidate log-probs, pre-scaled to the batch mean."""
+    picked = [i for i, r in enumerate(rows) if r.rl]
+    if not picked:
+        return torch.zeros((), device=job.device), {}
+    new = torch.stack([log_pi[i][rows[i].step.chosen] for i in picked])
+    old = torch.tensor([rows[i].step.logprobs[rows[i].step.chosen] for i in picked], device=new.device)
+    adv = torch.tensor([rows[i].advantage for i in picked], device=new.device)
+    eps_low, eps_high = config.clip()
+    if config.objective == "grpo":
+        action_loss, clipped = grpo_token_loss(new, old, adv, eps_low, eps_high)
+        loss = action_loss.sum() / batch.totals["rl_actions"]
+    else:
+        units = grpo._row_units(batch, [rows[i] for i in picked])
+        local = torch.unique(torch.tensor(units), return_inverse=True)[1].to(new.device)
+        seq_adv = torch.zeros(int(local.max()) + 1, device=new.device).index_put_((local,), adv)
+        mean_loss, clipped = gmpo_loss(new, old, seq_adv, local, eps_low, eps_high)
+        loss = mean_loss * seq_adv.shape[0] / batch.totals["rl_episodes"]
+    stats = {
+        "rl_loss": float(loss.detach()),
+        "clip_fraction": float(clipped.sum()) / batch.totals["rl_actions"],
+    }
+    if config.kl_beta > 0:
+        with torch.no_grad():
+            ref = candidate_log_pi(
+                job.teacher, [rows[i].step.prompt_ids for i in picked],
+                [rows[i].step.candidate_ids for i in picked], [rows[i].step.temperature for i in picked],
+                job.pad_id,
+            )  # fmt: skip
+        kl = torch.stack([exact_kl(log_pi[i], r) for i, r in zip(picked, ref, strict=True)])
+        loss = loss + config.kl_beta * kl.sum() / batch.totals["rl_actions"]
+        stats["kl_ref"] = float(kl.detach().sum()) / batch.totals["rl_actions"]
+    return loss, stats
+
+
+def student_log_pi(job: ConsolidationJob, rows: list[ActionRow]) -> list[torch.Tensor]:
+    """The live student's log pi over each row's candidates, on the exact prompts it scored, with gradient."""
+    return candidate_log_pi(
+        job.student, [r.step.prompt_ids for r in rows], [r.step.candidate_ids for r in rows],
+        [r.step.temperature for r in rows], job.pad_id,
+    )  # fmt: skip
+
+
+class Method(grpo.Method):
+    """GRPO / GMPO in the scored action mode; see the module docstring."""
+
+    def sample(self, job: ConsolidationJob, step: int) -> Batch:
+        # ---- 1. G scored episodes per task (or the round's groups); 2. advantages, filter
+        groups, info = grpo.sample_groups(job, self.config, step, self.pool)
+        selection = grouping.select(groups, self.config.keep_top)
+        # ---- 3. every scored step of the kept episodes
+        return action_batch(groups, selection, all_episodes=False, info=info)
+
+    def loss(self, job: ConsolidationJob, rows: list[ActionRow], batch: Batch) -> tuple[torch.Tensor, dict]:
+        # ---- 4. the clipped policy-gradient loss on log pi(chosen), recomputed with gradient
+        return rl_loss(job, self.config, rows, student_log_pi(job, rows), batch)

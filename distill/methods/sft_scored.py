@@ -1,0 +1,64 @@
+"""SFT on won episodes, scored mode: raise the probability of the commands the policy chose when it won.
+
+Expert iteration (STaR, ReST) with scored actions: the pool is the round's
+won episodes' scored steps, and the loss is the cross-entropy of the chosen
+command under the candidate softmax at the job's T,
+
+1. the pool: unique (state, candidates, chosen) of the round's won episodes;
+2. a batch of them in the seeded order;
+3. loss = mean over states of -log pi(chosen | s), recomputed with gradient
+   (`distill.candidates`), which pushes the other candidates down too, unlike
+   token NLL on the command alone;
+4. one AdamW step (the job shell).
+
+A round without wins has nothing to imitate, and the job says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from distill.candidates import ScoredState, candidate_log_pi
+from distill.data import take_batch
+from distill.errors import ConsolidationError
+from distill.job import Batch, ConsolidationJob, MethodBase
+from distill.methods.opcd_scored import scored_pool
+
+
+@dataclass
+class Config:
+    """Scored SFT's own settings."""
+
+    batch: int = 16
+    """Won scored states per step."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
+
+
+class Method(MethodBase):
+    """Scored SFT on the round's wins; see the module docstring."""
+
+    uses_knowledge = False
+
+    def prepare(self, job: ConsolidationJob) -> None:
+        # ---- 1. the won scored states of the round
+        self.pool = scored_pool(job, won_only=True)
+
+    def sample(self, job: ConsolidationJob, step: int) -> Batch:
+        # ---- 2. a batch of them
+        states = take_batch(self.pool, self.config.batch, step, job.config.seed)
+        return Batch(states, totals={"states": len(states)}, info={"states": len(states)})
+
+    def loss(self, job: ConsolidationJob, rows: list[ScoredState], batch: Batch) -> tuple[torch.Tensor, dict]:
+        # ---- 3. cross-entropy of the chosen command under the candidate softmax
+        log_pi = candidate_log_pi(
+            job.student, [r.prompt_ids for r in rows], [r.candidate_ids for r in rows],
+            [job.config.temperature] * len(rows), job.pad_id,
+        )  # fmt: skip
+        nll = -torch.stack([lp[r.chosen] for lp, r in zip(log_pi, rows, strict=True)])
+        loss = nll.sum() / batch.totals["states"]
+        return loss, {"nll": float(loss.detach())}
