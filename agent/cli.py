@@ -20,7 +20,7 @@ def play(
     model: str | None = typer.Option(
         None, help="Local HF model folder (default: embedded SmolLM2-135M-Instruct)."
     ),
-    backend: str = typer.Option("hf", help="Policy backend: hf or vllm."),
+    backend: str = typer.Option("hf", help="Policy backend (agent.backends): hf, vllm, langchain."),
     knowledge: str = typer.Option(
         "none", help="Knowledge in context: none, latest, or a knowledge version id."
     ),
@@ -32,12 +32,13 @@ def play(
     top_k: int = typer.Option(20, help="Top-k sampling (OEL: 20; 0 = off)."),
     max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
     follow: bool = typer.Option(
-        False, help="Serve the run's deployed checkpoint (set by `oel loop`), checking for a new one before "
-        "each wave of BATCH episodes; a deployed agent for `oel loop --watch`."
+        False,
+        help="Serve the run's deployed checkpoint (set by `oel loop`), checking for a new one before "
+        "each wave of BATCH episodes; a deployed agent for `oel loop --watch`.",
     ),  # fmt: skip
 ) -> None:
     """Play episodes with a policy, one batched model call per step, and store every step."""
-    from agent.deploy import PlayError, play_and_report
+    from agent.play import PlayError, play_and_report
 
     try:
         play_and_report(

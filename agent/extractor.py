@@ -5,11 +5,8 @@
 extractor is the deployed policy itself (OEL: the knowledge source should be
 on-policy with the model that reads it), so no second model is loaded. A
 different local model (`--extractor-model PATH`, `hf` or `vllm` backend) or
-any LangChain chat model can replace it. A chat model cannot be spelled on a
-command line, so the `langchain` backend takes an import spec
-`package.module:attribute` naming a `BaseChatModel` instance, or a callable
-with no arguments that returns one (e.g. a factory that builds `ChatOpenAI`
-pointed at a vLLM server).
+any LangChain chat model (`langchain` backend, an import spec; see
+`agent.langchain_policy`) can replace it.
 
 The extractor samples with OEL's extraction settings (T=0.7, top_p=0.8,
 top_k=20); only the reply budget changes per call.
@@ -18,10 +15,9 @@ top_k=20); only the reply budget changes per call.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import Any
 
-from agent.policy import Policy, PolicyError, SamplingParams, make_policy
+from agent.backends import make_policy
+from agent.policy import Policy, PolicyError, SamplingParams
 from memory.knowledge.generator import TokenCounter, tokenizer_counter
 
 
@@ -40,25 +36,6 @@ class PolicyTextGenerator:
         return [completion.text for completion in self.policy.generate(conversations, params)]
 
 
-def load_chat_model(spec: str) -> Any:
-    """Import `package.module:attribute` and return the LangChain chat model it names (or builds)."""
-    from langchain_core.language_models import BaseChatModel
-
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise PolicyError(
-            f"the langchain extractor needs --extractor-model package.module:attribute, got {spec!r}"
-        )
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise PolicyError(f"cannot import the chat model {spec!r}: {exc}") from None
-    model = target() if callable(target) and not isinstance(target, BaseChatModel) else target
-    if not isinstance(model, BaseChatModel):
-        raise PolicyError(f"{spec!r} is a {type(model).__name__}, not a langchain_core BaseChatModel")
-    return model
-
-
 def make_extractor(
     policy: Policy | None, model: str | None = None, backend: str = "hf"
 ) -> tuple[PolicyTextGenerator, Policy]:
@@ -70,10 +47,7 @@ def make_extractor(
         if policy is None:
             raise PolicyError("no extractor: give a policy or --extractor-model")
         return PolicyTextGenerator(policy), policy
-    if backend == "langchain":
-        extractor = make_policy("langchain", chat_model=load_chat_model(model), name=f"langchain:{model}")
-    else:
-        extractor = make_policy(backend, model)
+    extractor = make_policy(backend, model)
     return PolicyTextGenerator(extractor), extractor
 
 

@@ -1,7 +1,7 @@
-"""`oel knowledge extract|show|diff` and `oel eval`: experiential knowledge from the command line.
+"""`oel knowledge extract|show|diff`: experiential knowledge from the command line.
 
-Thin wrappers over `memory.knowledge` (extraction, accumulation, versions)
-and `agent.evaluate` (the in-context evaluation). Heavy imports (torch,
+Thin wrappers over `memory.knowledge` (extraction, accumulation, versions).
+Heavy imports (torch,
 transformers, the policy) happen inside the commands so `oel --help` stays
 fast. Every user-facing failure (unknown run or version, no episodes, a model
 that does not load, a bad extractor spec) is one `error: ...` line and exit
@@ -10,11 +10,11 @@ code 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
+
+from agent.cli_errors import CommandError, errors_as_lines
 
 if TYPE_CHECKING:
     from memory.store import ExperienceStore
@@ -28,26 +28,6 @@ app = typer.Typer(
 DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
 RUN_HELP = "Run name whose episodes and knowledge are used."
 MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
-
-
-class CommandError(Exception):
-    """A problem to report as one `error:` line."""
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn every known user-facing failure into one `error: ...` line and exit code 1."""
-    from agent.deploy import PlayError
-    from agent.model import ModelLoadError
-    from agent.policy import PolicyError
-    from memory.errors import StoreError
-    from memory.knowledge.errors import KnowledgeError
-
-    try:
-        yield
-    except (CommandError, KnowledgeError, StoreError, PolicyError, ModelLoadError, PlayError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _run_id(store: ExperienceStore, run: str) -> int:
@@ -70,8 +50,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
 
 def _load_policy(model: str | None, backend: str) -> tuple[Any, str]:
     """The policy and its folder path (as stored on checkpoints)."""
+    from agent.backends import make_policy
     from agent.model import resolve_model_path
-    from agent.policy import make_policy
 
     path = str(resolve_model_path(model))
     return make_policy(backend, path), path
@@ -113,7 +93,7 @@ def extract(
     from memory.store import ExperienceStore
 
     console = Console()
-    with _errors(), ExperienceStore.open(db) as store:
+    with errors_as_lines(), ExperienceStore.open(db) as store:
         run_id = _run_id(store, run)
         found = queries.episodes(store, run=run_id, split="train", round=round, env=env)
         if found.empty:
@@ -186,7 +166,7 @@ def show(
     from memory.store import ExperienceStore
 
     console = Console()
-    with _errors(), ExperienceStore.open(db) as store:
+    with errors_as_lines(), ExperienceStore.open(db) as store:
         if version is None:
             versions = queries.knowledge_versions(store, _run_id(store, run))
             rows = [
@@ -233,7 +213,7 @@ def diff(
     from memory.store import ExperienceStore
 
     console = Console()
-    with _errors(), ExperienceStore.open(db) as store:
+    with errors_as_lines(), ExperienceStore.open(db) as store:
         versions = queries.knowledge_versions(store).set_index("id")
         for v in (v1, v2):
             if v not in versions.index:
@@ -264,78 +244,6 @@ def diff(
         )
 
 
-def evaluate_command(
-    env: str = typer.Option("oel/FrozenLake-v0", help="Environment whose held-out test split is played."),
-    knowledge: str = typer.Option(
-        "none",
-        help="Knowledge in context: none, raw (the run's train trajectories), latest, or a version id.",
-    ),
-    episodes: int = typer.Option(128, min=1, help="Held-out tasks to play (test seeds 0..N-1 from --seed)."),
-    batch: int = typer.Option(32, min=1, help="Environments stepped together."),
-    seed: int = typer.Option(0, min=0, help="First held-out task."),
-    run: str = typer.Option("default", help=RUN_HELP),
-    model: str | None = typer.Option(None, help=MODEL_HELP),
-    backend: str = typer.Option("hf", help="Policy backend: hf or vllm."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    token_cap: int = typer.Option(2048, min=1, help="Token cap for the raw-trajectory context."),
-    temperature: float = typer.Option(0.7, help="Sampling temperature (OEL: 0.7; 0 = greedy)."),
-    max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
-) -> None:
-    """Play the held-out split with knowledge in context; print pass rate and tokens per episode."""
-    import gymnasium
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    import envs
-    from agent.evaluate import EvalConfig, evaluate
-    from agent.extractor import policy_token_counter
-    from agent.policy import SamplingParams
-    from agent.rollout import FinishedEpisode, RolloutSummary
-    from memory.store import ExperienceStore
-
-    console = Console()
-    with _errors():
-        if env not in gymnasium.registry:
-            known = ", ".join(spec.env_id for spec in envs.ENVIRONMENTS)
-            raise CommandError(f"unknown environment {env!r}; registered: {known}")
-        sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
-        config = EvalConfig(
-            env_id=env, episodes=episodes, batch=batch, seed=seed, token_cap=token_cap, sampling=sampling
-        )
-        with ExperienceStore.open(db) as store:
-            run_id = store.get_run(run) or store.create_run(run)
-            with console.status("loading the policy ..."):
-                policy, path = _load_policy(model, backend)
-            checkpoint_id = store.checkpoint_for_path(path, run_id=run_id)
-            columns = (
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("pass {task.fields[rate]}"), TimeElapsedColumn(),
-            )  # fmt: skip
-            with Progress(*columns, console=console) as progress:
-                task = progress.add_task(
-                    escape(f"{env} [test] knowledge={knowledge}"), total=episodes, rate="-"
-                )
-
-                def on_episode(_done: FinishedEpisode, summary: RolloutSummary) -> None:
-                    progress.update(task, advance=1, rate=f"{summary.success_rate:.1%}")
-
-                result = evaluate(
-                    policy, store, config, run_id=run_id, knowledge=knowledge, checkpoint_id=checkpoint_id,
-                    count_tokens=policy_token_counter(policy), on_episode=on_episode,
-                )  # fmt: skip
-    prompt = result.prompt_tokens_per_episode
-    row = [
-        knowledge, result.knowledge_version_id, result.knowledge_tokens, len(result.summary.episodes),
-        f"{result.pass_rate:.1%}", f"{result.tokens_per_episode:.1f}",
-        "" if prompt is None else f"{prompt:.0f}", f"{result.summary.seconds:.0f}",
-    ]  # fmt: skip
-    columns = ["knowledge", "version", "knowledge tokens", "episodes", "pass rate", "gen tokens/ep",
-               "prompt tokens/ep", "seconds"]  # fmt: skip
-    console.print(_table(escape(f"{env} held-out, {policy.name}"), columns, [row]))
-
-
 def register(root: typer.Typer) -> None:
-    """Attach `oel knowledge ...` and `oel eval` to the root command."""
+    """Attach `oel knowledge ...` to the root command."""
     root.add_typer(app, name="knowledge")
-    root.command("eval")(evaluate_command)

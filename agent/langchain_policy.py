@@ -13,10 +13,19 @@ settings are forwarded per call with the OpenAI-style names `temperature`,
 `top_k` is not part of that API and is left to the server's configuration.
 Models that reject these keywords can be wrapped with `forward_sampling=False`,
 and then the chat model's own settings apply.
+
+A chat model cannot be spelled on a command line, so the backend's `model`
+is an import spec `package.module:attribute` naming a `BaseChatModel`
+instance, or a callable with no arguments that returns one (e.g. a factory
+that builds `ChatOpenAI` pointed at a vLLM server). Code that already holds a
+chat model passes it as `chat_model=` instead.
+
+This backend cannot score continuations, so the scored action mode refuses it.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,21 +33,57 @@ from typing import Any
 from agent.policy import Completion, Conversation, PolicyError, SamplingParams
 
 
+def load_chat_model(spec: str) -> Any:
+    """Import `package.module:attribute` and return the LangChain chat model it names (or builds)."""
+    from langchain_core.language_models import BaseChatModel
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise PolicyError(f"the langchain backend needs a model spec package.module:attribute, got {spec!r}")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PolicyError(f"cannot import the chat model {spec!r}: {exc}") from None
+    try:
+        model = target() if callable(target) and not isinstance(target, BaseChatModel) else target
+    except Exception as exc:  # a user's factory may raise anything; name it in one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise PolicyError(f"building the chat model {spec!r} failed: {type(exc).__name__}: {first}") from None
+    if not isinstance(model, BaseChatModel):
+        raise PolicyError(f"{spec!r} is a {type(model).__name__}, not a langchain_core BaseChatModel")
+    return model
+
+
 class LangChainPolicy:
     """Wrap a `langchain_core` BaseChatModel as a Policy (no token ids, no log-probs)."""
 
     tokenizer = None
+    can_score = False
 
-    def __init__(self, chat_model: Any, name: str | None = None, forward_sampling: bool = True) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        chat_model: Any = None,
+        name: str | None = None,
+        forward_sampling: bool = True,
+    ) -> None:
         from langchain_core.language_models import BaseChatModel
 
+        if chat_model is None:
+            if model is None:
+                raise PolicyError(
+                    "the langchain backend needs a chat model: --model package.module:attribute "
+                    "(or chat_model= in code)"
+                )
+            chat_model = load_chat_model(str(model))
         if not isinstance(chat_model, BaseChatModel):
             raise PolicyError(
                 f"chat_model must be a langchain_core BaseChatModel, got {type(chat_model).__name__}"
             )
         self.chat_model = chat_model
         self.forward_sampling = forward_sampling
-        self.name = name or f"langchain:{type(chat_model).__name__}"
+        self.name = name or f"langchain:{model or type(chat_model).__name__}"
 
     def _call_kwargs(self, params: SamplingParams) -> dict[str, Any]:
         if not self.forward_sampling:

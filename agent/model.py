@@ -199,31 +199,3 @@ def load_model(path: str | os.PathLike[str], dtype: Any = None, device: str = "c
     if tokenizer.chat_template is None:
         raise ModelLoadError(f"the tokenizer in {folder} has no chat template; an instruct model is needed")
     return model.to(device).eval(), tokenizer
-
-
-def tiny_llama(path: str | os.PathLike[str], seed: int = 0) -> Path:
-    """Save a tiny random Llama with SmolLM2's tokenizer to `path` (for fast tests); return the path."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    force_offline()
-    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,  # head_dim 64 like SmolLM2: vLLM's CPU attention rejects tiny heads
-        num_key_value_heads=1,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    out = Path(path)
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    return out

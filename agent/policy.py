@@ -1,4 +1,4 @@
-"""The one policy interface every backend implements, and the factory that picks a backend.
+"""The one policy interface every backend implements (the backends themselves: `agent.backends`).
 
 A policy maps a batch of chat conversations to one completion each. Batching
 is the point: rollouts step N environments in lockstep and make ONE call per
@@ -25,7 +25,6 @@ What a completion records, and why it is shaped so:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -84,6 +83,29 @@ class Completion:
     """'stop' (end-of-sequence token), 'length' (max_new_tokens reached), or None if unknown."""
     latency_s: float
     """Wall-clock seconds of the batched call that produced this completion (shared by the batch)."""
+    prompt_computed: int | None = None
+    """Prompt tokens actually run through the model (the rest came from a prefix cache); None if unknown."""
+
+
+@dataclass
+class ScoredPrompt:
+    """The exact log-likelihood of each candidate reply after one prompt (the scored action mode)."""
+
+    prompt_ids: list[int]
+    """The exact prompt token ids (chat template applied)."""
+    candidate_ids: list[list[int]]
+    """Per candidate, its reply tokens: the command's tokens and the end-of-turn token."""
+    token_logprobs: list[list[float]]
+    """Per candidate, log_softmax(logits)[token] of each of its tokens at T = 1, full vocabulary."""
+    prompt_computed: int
+    """Prompt tokens actually run through the model (the rest came from a prefix cache)."""
+    latency_s: float
+    """Wall-clock seconds of the batched call (shared by the batch)."""
+
+    @property
+    def scores(self) -> list[float]:
+        """Per candidate, the sum of its token log-probabilities: log P(reply = candidate | prompt)."""
+        return [sum(lps) for lps in self.token_logprobs]
 
 
 @runtime_checkable
@@ -94,9 +116,22 @@ class Policy(Protocol):
     """A short label for logs and the store, e.g. 'hf:SmolLM2-135M-Instruct'."""
     tokenizer: Any
     """The HF tokenizer that produced the token ids, or None for backends without token access."""
+    can_score: bool
+    """Whether the backend can score given continuations exactly (the scored action mode needs it)."""
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
         """Return one completion per conversation, in order."""
+        ...
+
+
+@runtime_checkable
+class ScoringPolicy(Policy, Protocol):
+    """A policy that can also score given replies exactly (`can_score` is True)."""
+
+    def score(
+        self, conversations: Sequence[Conversation], candidates: Sequence[Sequence[str]]
+    ) -> list[ScoredPrompt]:
+        """Per conversation, the exact log-likelihood of each of its candidate replies."""
         ...
 
 
@@ -125,29 +160,3 @@ def cut_at_eos(token_ids: Sequence[int], eos_ids: set[int]) -> tuple[list[int], 
         if tok in eos_ids:
             return list(token_ids[: i + 1]), "stop"
     return list(token_ids), "length"
-
-
-BACKENDS = ("hf", "vllm", "langchain")
-
-
-def make_policy(backend: str = "hf", model: str | os.PathLike[str] | None = None, **kw: Any) -> Policy:
-    """Build a policy: 'hf' (default) or 'vllm' load a local HF folder (None = embedded SmolLM2);
-    'langchain' wraps the chat model passed as `chat_model=` (a `BaseChatModel`)."""
-    if backend == "hf":
-        from agent.hf_policy import HFPolicy
-
-        return HFPolicy(model, **kw)
-    if backend == "vllm":
-        from agent.vllm_policy import VLLMPolicy
-
-        return VLLMPolicy(model, **kw)
-    if backend == "langchain":
-        from agent.langchain_policy import LangChainPolicy
-
-        if "chat_model" not in kw:
-            raise PolicyError(
-                "the langchain backend needs chat_model=<a langchain_core BaseChatModel instance>; "
-                f"a model path ({model!r}) cannot be turned into a remote chat model"
-            )
-        return LangChainPolicy(**kw)
-    raise PolicyError(f"unknown policy backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -45,9 +45,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from distill.data import pack  # noqa: E402
 from distill.losses import opcd_token_kl  # noqa: E402
-from distill.opcd import response_hidden, response_logits  # noqa: E402
+from distill.scoring import pack, response_hidden, response_logits  # noqa: E402
 
 KNOWLEDGE_TOKENS = 64
 """Extra prompt tokens the teacher sees (the knowledge block)."""

@@ -1,6 +1,6 @@
 """Sparse-ternary students: bits per weight, batch-1 matvec speed, end-to-end decode speed.
 
-Run: `python benchmarks/ternary.py [--threads 1 2] [--new-tokens 32] [--passrate]`. Everything
+Run: `python benchmarks/ternary.py [--threads 1 2] [--new-tokens 32]`. Everything
 is measured in this one run, and speeds are printed as ratios against torch
 dense fp32 (and bf16) timed in the same run on the same machine.
 
@@ -15,16 +15,8 @@ dense fp32 (and bf16) timed in the same run on the same machine.
   its packed 2:4 student. It uses the real SmolLM2 weights when `agent.model`
   can provide them, else a random-init model with SmolLM2's exact config (same
   shapes, so the same work per token; the text is noise).
-- Pass rate (`--passrate`, minutes): the whole round on a temporary store.
-  SmolLM2 plays `--train-episodes` FrozenLake train episodes, extracts a
-  knowledge version from them (itself as the extractor), then OPCD trains a
-  2:4 ternary student for `--opcd-steps` steps against the dense model with
-  that knowledge in its prompt (`oel consolidate --student ternary`). The
-  packed student, loaded through `agent.model.load_model` as any deployed
-  checkpoint is, then plays `--maps` held-out maps, and so does the dense
-  teacher, with and without the knowledge, on the same maps and sampler seed.
-  A few steps cannot repair what ternarising 135M weights costs; the row
-  says where the student stands, not where a full run would end.
+- The pass rate of a ternary student against its dense teacher is a row of
+  `benchmarks/learning.py`, which trains it from the best dense model.
 """
 
 from __future__ import annotations
@@ -200,114 +192,17 @@ def decode_table(threads: list[int], new_tokens: int) -> None:
     print("(tokens/s; the lm_head and embeddings stay dense fp32 in the packed student)")
 
 
-def progress(message: str) -> None:
-    """A timestamped progress line on stderr, so the tables on stdout stay clean."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def passrate_table(args: argparse.Namespace) -> None:
-    import tempfile
-
-    from agent.evaluate import EvalConfig, evaluate
-    from agent.extractor import PolicyTextGenerator, policy_token_counter
-    from agent.hf_policy import HFPolicy
-    from agent.model import default_model_path, resolve_model_path
-    from agent.policy import SamplingParams
-    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
-    from distill.opcd import ConsolidateConfig, consolidate
-    from memory import queries
-    from memory.knowledge.extract import extract_knowledge
-    from memory.store import ExperienceStore
-
-    torch.set_num_threads(min(args.threads))  # the machine is shared: one thread degrades least
-    dense_path = resolve_model_path(args.passrate_model) if args.passrate_model else default_model_path()
-    sampling = SamplingParams(max_new_tokens=128, seed=0)
-    with (
-        tempfile.TemporaryDirectory(prefix="oel-ternary-bench-") as tmp,
-        ExperienceStore.open(f"sqlite:///{tmp}/oel.db") as store,
-    ):
-        # ---- a round: collect, extract, consolidate a 2:4 ternary student
-        started = time.perf_counter()
-        progress(f"passrate: collecting {args.train_episodes} train episodes")
-        run_id = store.create_run("bench")
-        round_id = store.start_round(run_id, 0)
-        dense_id = store.checkpoint_for_path(str(dense_path), run_id=run_id)
-        dense = HFPolicy(dense_path, device="cpu")
-        collect = RolloutConfig(episodes=args.train_episodes, batch=args.train_episodes, sampling=sampling)
-        tags = EpisodeTags(run_id=run_id, round_id=round_id, checkpoint_id=dense_id)
-        train = run_rollouts(dense, store, collect, tags=tags)
-        progress("passrate: extracting knowledge")
-        knowledge = extract_knowledge(
-            store, PolicyTextGenerator(dense, sampling), [e.episode_id for e in train.episodes],
-            run_id=run_id, round_id=round_id, extractor_checkpoint_id=dense_id,
-            count_tokens=policy_token_counter(dense),
-        )  # fmt: skip
-        collected = time.perf_counter()
-        progress(f"passrate: OPCD, {args.opcd_steps} steps of the 2:4 ternary student")
-        config = ConsolidateConfig(
-            run="bench", round=0, steps=args.opcd_steps, batch=4, lr=args.opcd_lr, max_new_tokens=64,
-            save_every=args.opcd_steps, out=f"{tmp}/ternary", student="ternary", pattern="2:4",
-        )  # fmt: skip
-        result = consolidate(
-            config, store, on_step=lambda m: progress(f"  step {m['step']}: KL {m['loss']:.3f}")
-        )
-        consolidated = time.perf_counter()
-        row = queries.table(store, "checkpoints").set_index("id").loc[result.checkpoint_id]
-
-        # ---- held-out maps: the packed student (deployed like any checkpoint) and its dense teacher
-        evaluation = EvalConfig(episodes=args.maps, batch=args.maps, sampling=sampling)
-        student = HFPolicy(result.out, device="cpu")
-        conditions = [
-            ("dense (teacher model)", dense, "none", dense_id, 32.0),
-            ("dense + knowledge (teacher)", dense, str(knowledge.version_id), dense_id, 32.0),
-            ("ternary 2:4 student, packed", student, "none", result.checkpoint_id, row["bits_per_weight"]),
-        ]
-        rows = []
-        for label, policy, spec, checkpoint, bits in conditions:
-            progress(f"passrate: {args.maps} held-out maps, {label}")
-            out = evaluate(policy, store, evaluation, run_id=run_id, knowledge=spec, checkpoint_id=checkpoint)
-            rows.append((label, spec != "none", bits, out.pass_rate, out.tokens_per_episode))
-        evaluated = time.perf_counter()
-
-    losses = [m["loss"] for m in result.metrics]
-    print(
-        f"\n== Held-out FrozenLake pass rate after a ternary round ({dense_path.name}, {args.maps} maps, "
-        "seed 0, T=0.7) =="
-    )
-    print(
-        f"round: {args.train_episodes} train episodes ({train.success_rate:.0%} won), knowledge version of "
-        f"{knowledge.n_items} items / {knowledge.n_tokens} tokens; OPCD {args.opcd_steps} steps, batch 4, "
-        f"lr {args.opcd_lr:g}, KL {losses[0]:.3f} -> {losses[-1]:.3f}"
-    )
-    print(
-        f"time: collect+extract {collected - started:.0f} s, consolidate {consolidated - collected:.0f} s, "
-        f"evaluate {evaluated - consolidated:.0f} s"
-    )
-    print(f"{'policy':<38}{'knowledge':>10}{'bits/weight':>12}{'pass rate':>10}{'tokens/ep':>10}")
-    for label, with_knowledge, bits, rate, tokens in rows:
-        print(f"{label:<38}{'yes' if with_knowledge else 'no':>10}{bits:>12.3f}{rate:>10.1%}{tokens:>10.1f}")
-    print("(bits/weight of the linear layers; the packed student keeps embeddings and lm_head dense fp32)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per decode measurement")
     parser.add_argument("--skip-decode", action="store_true", help="skip the end-to-end generate measurement")
-    parser.add_argument("--passrate", action="store_true", help="also run the pass-rate round (slow)")
-    parser.add_argument("--maps", type=int, default=16, help="held-out FrozenLake maps per condition")
-    parser.add_argument("--train-episodes", type=int, default=8, help="train episodes to extract from")
-    parser.add_argument("--opcd-steps", type=int, default=4, help="OPCD steps of the ternary student")
-    parser.add_argument("--passrate-model", help="dense model folder of the round (default: SmolLM2)")
-    parser.add_argument("--opcd-lr", type=float, default=1e-4, help="AdamW lr of the ternary student")
     args = parser.parse_args()
     print(f"torch {torch.__version__}; no GPU measured (none lent to this run)")
     bits_table()
     matvec_table(args.threads)
     if not args.skip_decode:
         decode_table(args.threads, args.new_tokens)
-    if args.passrate:
-        passrate_table(args)
 
 
 if __name__ == "__main__":

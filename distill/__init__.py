@@ -1,4 +1,6 @@
-"""Consolidation (OPCD, RL, sparse-ternary students) and the online loop.
+"""Consolidation: move knowledge and rewards into the weights (OPCD, baselines, RL), dense or sparse-ternary.
 
-The top layer: it may import every other package.
+May import `envs`, `memory` and `agent`; never the orchestration floor `oel`
+(docs/architecture.md). One job shell (`distill.job`), one module per method
+(`distill.methods`).
 """

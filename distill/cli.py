@@ -1,32 +1,126 @@
-"""The `oel` command: gathers each package's sub-commands.
+"""`oel consolidate`: move a round's knowledge (or its rewards) into the weights, by any registered method.
 
-It lives in `distill` because that is the only layer allowed to import all the
-others. Each package exposes `register(root)` in its own `cli` module; heavy
-imports (torch, transformers) happen inside the commands, so `oel --help` is fast.
-Importing `distill.ternary` (torch-free) registers the packed-student model
-loader, so every command that takes a model path loads packed students too.
+The flags are generated from the settings dataclasses (`distill.job.JobConfig`
+and every method's `Config`), so each default is written once, in the
+dataclass; a flag that the chosen method does not take is an error naming the
+ones it does. The job runs with a rich progress bar (loss, KL or reward,
+tokens/s), and any problem the user can fix (no such round, no knowledge yet,
+a damaged checkpoint, a model folder that will not load) is one `error: ...`
+line and exit code 1. Running the same command again after an interruption
+resumes from the last snapshot.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
+from typing import Any
+
 import typer
 
-import distill.ternary  # noqa: F401  registers the packed-student loader with agent.model
-from agent import cli as agent_cli
-from distill import consolidate_cli, loop_cli
-from envs import cli as envs_cli
-from memory import cli as memory_cli
+from distill.config_fields import command_from
+from distill.methods import METHODS
 
-app = typer.Typer(
-    help="Online experiential learning of LLM agents: play, log, extract knowledge, consolidate, redeploy.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-for _package_cli in (envs_cli, memory_cli, agent_cli, consolidate_cli, loop_cli):
-    _package_cli.register(app)
+DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
 
 
-def main() -> None:
-    """Entry point of the `oel` console script."""
-    app()
+def _sections() -> tuple[list[type], dict[str, list[str]]]:
+    """JobConfig and every method's Config (imports each module), and field -> the methods that take it."""
+    from distill.job import JobConfig
+
+    configs = {
+        f"{name}" if mode == "text" else f"{name} scored": importlib.import_module(module).Config
+        for name, modes in METHODS.items()
+        for mode, module in modes.items()
+    }
+    owners: dict[str, list[str]] = {}
+    for name, config in configs.items():
+        for field in dataclasses.fields(config):
+            owners.setdefault(field.name, []).append(name)
+    return [JobConfig, *dict.fromkeys(configs.values())], owners
+
+
+def run_consolidation(values: dict[str, Any]) -> None:
+    """Build, set up and train the job for `values` with a progress bar; errors become one line."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agent.model import ModelLoadError
+    from distill.consolidation import make_job
+    from distill.errors import ConsolidationError
+    from memory.errors import StoreError
+    from memory.store import ExperienceStore
+
+    console = Console()
+    db = values.pop("db", None)
+    try:
+        with ExperienceStore.open(db) as store:
+            job = make_job(values, store)
+            try:
+                with console.status("loading the student and the teacher ..."):
+                    job.setup()
+                columns = (
+                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[signal]}"),
+                    TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(),
+                )  # fmt: skip
+                with Progress(*columns, console=console) as progress:
+                    bar = progress.add_task(
+                        f"{job.config.method} round {job.config.round}", total=job.config.steps,
+                        completed=job.start_step, loss="-", signal="", tps="-",
+                    )  # fmt: skip
+
+                    def on_step(metrics: dict) -> None:
+                        signal = " ".join(
+                            f"{key} {metrics[key]:.4g}"
+                            for key in ("kl", "nll", "reward_mean")
+                            if key in metrics
+                        )
+                        if "kept_groups" in metrics:
+                            signal += f" groups {metrics['kept_groups']}/{metrics['groups']}"
+                        tokens = metrics.get("tokens", 0.0)
+                        progress.update(
+                            bar, advance=1, loss=f"{metrics['loss']:.4f}", signal=signal,
+                            tps=f"{tokens / max(metrics['seconds'], 1e-9):.1f}",
+                        )  # fmt: skip
+
+                    result = job.train(on_step)
+            finally:
+                job.cleanup()
+    except (ConsolidationError, ModelLoadError, StoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    resumed = f" (resumed after step {result.start_step})" if result.start_step else ""
+    console.print(f"checkpoint {result.checkpoint_id} at {result.out}{resumed}")
+
+
+def build_command() -> Any:
+    """The `oel consolidate` click command; its flags come from the settings dataclasses.
+
+    Building it imports every method module (torch, transformers), so the
+    root command builds it only when `consolidate` is actually used
+    (`oel.cli`), and `oel --help` stays fast.
+    """
+    methods = ", ".join(METHODS)
+    sections, owners = _sections()
+    command = command_from(
+        sections,
+        run_consolidation,
+        prefix=lambda name: f"(for {', '.join(owners[name])}) " if name in owners else "",
+        extra=[
+            inspect.Parameter(
+                "db",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=str | None,
+                default=typer.Option(None, "--db", help=DB_HELP),
+            )
+        ],  # fmt: skip
+        doc=f"Consolidate a round into the weights: {methods}. A flag marked (for ...) is those methods'.",
+    )
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    app.command("consolidate")(command)
+    return typer.main.get_command(app)
+
+
+SHORT_HELP = "Consolidate a round into the weights (OPCD, off-policy CD, SFT, RL, OPCD+RL)."

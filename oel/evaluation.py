@@ -1,7 +1,7 @@
 """Held-out evaluation, the one implementation behind `oel eval` and the loop's evaluate phase.
 
-A *condition* is what was deployed: (checkpoint, knowledge version or none),
-played on the held-out split of one environment. Its episodes are the test
+A *condition* is what was deployed: (checkpoint, knowledge version or none,
+action mode), played on the held-out split of one environment. Its episodes are the test
 seeds `seed .. seed + episodes - 1` (task i is the i-th held-out map, the same
 maps for every condition), stored tagged with the condition, so:
 
@@ -50,6 +50,8 @@ class EvalConfig:
     """First held-out task."""
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
     """Sampling settings (OEL: T=0.7, top_p=0.8, top_k=20)."""
+    action_mode: str = "text"
+    """text or scored (`agent.forms`); part of the condition: episodes of the other mode do not count."""
 
 
 def condition_figures(df: pd.DataFrame) -> dict[str, Any]:
@@ -71,14 +73,20 @@ def condition_figures(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def condition_episodes(
-    store: ExperienceStore, run_id: int, config: EvalConfig, checkpoint_id: int, knowledge_version_id: int | None
+    store: ExperienceStore,
+    run_id: int,
+    config: EvalConfig,
+    checkpoint_id: int,
+    knowledge_version_id: int | None,
 ) -> pd.DataFrame:
     """The stored held-out episodes of one condition on the configured seeds."""
     df = queries.episodes(store, run=run_id, split="test", env=config.env_id, checkpoint=checkpoint_id)
     seeds = range(config.seed, config.seed + config.episodes)
     knowledge = df["knowledge_version"]
     mine = knowledge.isna() if knowledge_version_id is None else knowledge == knowledge_version_id
-    return df[mine & df["seed"].isin(seeds)]
+    played = df["action_mode"].fillna("text")  # older episodes were all text
+    mode = played == "text" if config.action_mode == "text" else played.isin(["scored", "text-fallback"])
+    return df[mine & mode & df["seed"].isin(seeds)]
 
 
 def evaluate(
@@ -99,7 +107,9 @@ def evaluate(
     evaluation loads no model). `on_start(n)` is told how many episodes will
     be played now.
     """
-    have = set(condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)["seed"].astype(int))
+    have = set(
+        condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)["seed"].astype(int)
+    )
     missing = [s for s in range(config.seed, config.seed + config.episodes) if s not in have]
     if on_start is not None:
         on_start(len(missing))
@@ -107,9 +117,13 @@ def evaluate(
         text = store.knowledge_text(knowledge_version_id) if knowledge_version_id is not None else None
         rollout = RolloutConfig(
             env_id=config.env_id, split="test", batch=config.batch, env_kwargs=dict(config.env_kwargs),
-            sampling=config.sampling,
+            sampling=config.sampling, action_mode=config.action_mode,
         )  # fmt: skip
         tags = EpisodeTags(run_id, round_id, checkpoint_id, knowledge_version_id)
-        run_rollouts(get_policy(), store, rollout, knowledge=text, tags=tags, seeds=missing, on_episode=on_episode)
-    figures = condition_figures(condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id))
+        run_rollouts(
+            get_policy(), store, rollout, knowledge=text, tags=tags, seeds=missing, on_episode=on_episode
+        )
+    figures = condition_figures(
+        condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)
+    )
     return {**figures, "checkpoint_id": checkpoint_id, "knowledge_version_id": knowledge_version_id}

@@ -14,8 +14,9 @@ A round r turns the deployed model M_r into M_{r+1} (docs/architecture.md, "the 
 
 Resumption is the design constraint. Each phase is a job keyed by (run,
 round, phase) in the store's `phases` table (`memory.rounds`, which also
-moves the round's status), and a complete phase keeps its result there; running the same command again skips complete phases and
-restarts the one that was cut off. Within a phase nothing is redone either:
+moves the round's status), and a complete phase keeps its result there;
+running the same command again skips complete phases and restarts the one
+that was cut off. Within a phase nothing is redone either:
 
 - episodes are written whole, so collection and evaluation replay only the
   seeds the store does not have yet (no episode lost, none counted twice);
@@ -186,6 +187,7 @@ class OnlineLoop:
             batch=batch,
             env_kwargs=cfg.run.env_kwargs,
             sampling=cfg.sampling,
+            action_mode=cfg.run.action_mode,
         )
         run_rollouts(
             policy, self.store, rollout, knowledge=knowledge or None, tags=tags, seeds=seeds,
@@ -285,11 +287,11 @@ class OnlineLoop:
         cfg, ev = self.config, self.config.evaluate
         config = EvalConfig(
             env_id=cfg.run.env_id, env_kwargs=cfg.run.env_kwargs, episodes=ev.episodes, batch=ev.batch,
-            seed=ev.seed, sampling=cfg.sampling,
+            seed=ev.seed, sampling=cfg.sampling, action_mode=cfg.run.action_mode,
         )  # fmt: skip
         return evaluate(
-            lambda: self._policy_for(path), self.store, config, run_id=self.run_id, checkpoint_id=checkpoint_id,
-            knowledge_version_id=knowledge_id, round_id=round_id,
+            lambda: self._policy_for(path), self.store, config, run_id=self.run_id,
+            checkpoint_id=checkpoint_id, knowledge_version_id=knowledge_id, round_id=round_id,
             on_start=lambda n: self.ui.phase_started(index, f"evaluate:{name}", n),
             on_episode=lambda done, summary: self.ui.advance(success=summary.success_rate),
         )  # fmt: skip

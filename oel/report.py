@@ -35,7 +35,9 @@ class ReportError(ValueError):
 def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
     """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds."""
     rows = []
-    for round_id, index, status in queries.rounds(store, run_id)[["id", "round", "status"]].itertuples(index=False):
+    for round_id, index, status in queries.rounds(store, run_id)[["id", "round", "status"]].itertuples(
+        index=False
+    ):
         res = store.phase_results(round_id)
         row: dict[str, Any] = {"round": index, "status": status}
         conditions = res.get("evaluate", {}).get("conditions", {})

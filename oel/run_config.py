@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.backends import check_backend
+from agent.forms import ACTION_MODES
 from agent.policy import PolicyError, SamplingParams
 from distill.consolidation import build as build_consolidation
 from distill.errors import ConsolidationError
@@ -59,6 +60,9 @@ class RunSettings:
     """Starting checkpoint (HF folder); None: the embedded SmolLM2-135M-Instruct."""
     backend: str = "hf"
     """Policy backend for collection and evaluation (agent.backends): hf, vllm, langchain."""
+    action_mode: str = "text"
+    """How the policy acts, everywhere in the run: text (OEL's free-text protocol) or scored (it scores the
+    game's admissible commands and samples one); consolidation trains in the same mode."""
     db: str | None = None
     """Store URL; None: $OEL_DB_URL, else sqlite file oel.db in the working directory."""
     checkpoints: str = "checkpoints"
@@ -118,12 +122,17 @@ class LoopConfig:
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
 
-    def consolidate_values(self, round_index: int, model: str, knowledge: int | None, out: str) -> dict[str, Any]:
+    def consolidate_values(
+        self, round_index: int, model: str, knowledge: int | None, out: str
+    ) -> dict[str, Any]:
         """The round's consolidation settings: the [consolidate] fields plus what the loop decides.
 
         `knowledge` is dropped for methods that use none, and `steps` is filled in.
         """
-        values = {**self.consolidate, "round": round_index, "run": self.run.name, "model": model, "out": out}
+        values = {
+            **self.consolidate, "round": round_index, "run": self.run.name, "model": model, "out": out,
+            "action_mode": self.run.action_mode,
+        }  # fmt: skip
         job_config, _method_config, method = build_consolidation(values)
         if method.uses_knowledge:
             values["knowledge"] = knowledge
@@ -132,7 +141,7 @@ class LoopConfig:
         return values
 
 
-LOOP_SET = ("round", "run", "model", "knowledge", "out")
+LOOP_SET = ("round", "run", "model", "knowledge", "out", "action_mode")
 """Consolidation settings the loop fills in itself."""
 
 CONDITIONS = ("none", "knowledge", "consolidated")
@@ -182,10 +191,10 @@ def _build(cls: type, table: Any, where: str, skip: tuple[str, ...] = ()) -> Any
         raise LoopConfigError(f"{where}: {exc}") from None
 
 
-def _check_consolidate_types(table: dict[str, Any], where: str) -> None:
-    """Type-check `[consolidate]` keys against JobConfig and the chosen method's Config."""
+def _check_consolidate_types(table: dict[str, Any], action_mode: str, where: str) -> None:
+    """Type-check `[consolidate]` keys against JobConfig and the chosen method's Config in `action_mode`."""
     try:
-        method_config = method_module(table.get("method", JobConfig.method)).Config
+        method_config = method_module(table.get("method", JobConfig.method), action_mode).Config
     except ConsolidationError as exc:
         raise LoopConfigError(f"{where}: {exc}") from None
     hints = {**typing.get_type_hints(JobConfig), **typing.get_type_hints(method_config)}
@@ -213,8 +222,10 @@ def parse_loop_config(data: dict[str, Any], source: str = "<config>") -> LoopCon
             raise LoopConfigError(f"{source} [consolidate] must be a table")
         for key in LOOP_SET:
             if key in table:
-                raise LoopConfigError(f"{source} [consolidate]: unknown key {key!r}; the loop sets {key!r} itself")
-        _check_consolidate_types(table, f"{source} [consolidate]")
+                raise LoopConfigError(
+                    f"{source} [consolidate]: unknown key {key!r}; the loop sets {key!r} itself"
+                )
+        _check_consolidate_types(table, config.run.action_mode, f"{source} [consolidate]")
         config.consolidate = dict(table)
     validate(config, source)
     return config
@@ -238,6 +249,11 @@ def validate(config: LoopConfig, source: str) -> None:
         check_backend(config.run.backend)
     except PolicyError as exc:
         raise LoopConfigError(f"{source} [run].backend: {exc}") from None
+    if config.run.action_mode not in ACTION_MODES:
+        raise LoopConfigError(
+            f"{source} [run].action_mode must be one of {', '.join(ACTION_MODES)}, "
+            f"got {config.run.action_mode!r}"
+        )
     try:
         config.consolidate_values(0, "model", None, "out")
     except (ConsolidationError, TypeError) as exc:

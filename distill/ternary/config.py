@@ -24,7 +24,7 @@ class TernaryError(ValueError):
 
 @dataclass(frozen=True)
 class TernaryConfig:
-    """How BitLinear layers quantize and sparsify (DESIGN section 7)."""
+    """How BitLinear layers quantize and sparsify (BitNet b1.58 with an N:M mask, as Sparse-BitNet)."""
 
     pattern: str = "2:4"
     """N:M sparsity along the input dimension: "2:4", "4:8", "6:8", or "none" for dense ternary."""

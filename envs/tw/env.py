@@ -5,7 +5,7 @@ keeps its own registry; this class skips it and drives TextWorld's environment
 stack directly (`textworld.start`: Jericho's Z-machine plus TextWorld's Inform7
 wrappers, which track the game state and list admissible commands).
 
-The contract (DESIGN section 3):
+The contract every environment here keeps (docs/architecture.md, "Environments"):
 
 * ``reset(seed=s)`` plays game ``s % pool_size`` of the split (see
   `envs.tw.options` for the seed-to-game map); the game is generated and cached

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from agent.policy import Policy, PolicyError, SamplingParams, make_policy
+from agent.backends import BACKENDS, backend_class, check_backend, make_policy
+from agent.policy import Policy, PolicyError, SamplingParams
 
 
 def test_fake_chat_model_batch_records_missing_tokens(conversations):
@@ -21,14 +22,34 @@ def test_fake_chat_model_batch_records_missing_tokens(conversations):
 
 
 def test_langchain_needs_a_chat_model():
-    with pytest.raises(PolicyError, match="chat_model"):
-        make_policy("langchain", model="some/path")
+    with pytest.raises(PolicyError, match="needs a chat model"):
+        make_policy("langchain")
+    with pytest.raises(PolicyError, match="package.module:attribute"):
+        make_policy("langchain", "some/path")
     with pytest.raises(PolicyError, match="BaseChatModel"):
         make_policy("langchain", chat_model="gpt")
+    with pytest.raises(PolicyError, match="not a langchain_core BaseChatModel"):
+        make_policy("langchain", "collections:OrderedDict")
 
 
-def test_unknown_backend():
-    with pytest.raises(PolicyError, match="unknown policy backend 'tgi'"):
+def fake_chat() -> FakeListChatModel:
+    """A chat model factory for the spec test below."""
+    return FakeListChatModel(responses=["[up]"])
+
+
+def test_langchain_spec_names_a_chat_model_factory(conversations):
+    policy = make_policy("langchain", "test_policy_langchain:fake_chat")
+    assert policy.name == "langchain:test_policy_langchain:fake_chat" and not policy.can_score
+    assert [c.text for c in policy.generate(conversations[:1], SamplingParams())] == ["[up]"]
+    with pytest.raises(PolicyError, match="building the chat model .* failed"):
+        make_policy("langchain", "langchain_core.language_models.fake_chat_models:FakeListChatModel")
+
+
+def test_backend_registry_names_every_backend_and_refuses_others():
+    assert set(BACKENDS) >= {"hf", "vllm", "langchain"}
+    assert backend_class("langchain").__name__ == "LangChainPolicy"
+    assert check_backend("hf") == "hf"
+    with pytest.raises(PolicyError, match="unknown policy backend 'tgi'; choose one of hf, vllm, langchain"):
         make_policy("tgi")
 
 

@@ -18,10 +18,11 @@ def store(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory, smollm_path):
-    from agent.hf_policy import HFPolicy
-    from agent.model import tiny_llama
+    from tiny_models import save_tiny_llama
 
-    return HFPolicy(tiny_llama(tmp_path_factory.mktemp("tiny") / "m", seed=3), device="cpu")
+    from agent.hf_policy import HFPolicy
+
+    return HFPolicy(save_tiny_llama(tmp_path_factory.mktemp("tiny") / "m", smollm_path, seed=3), device="cpu")
 
 
 def test_refills_slots_until_budget_and_stores_every_episode(store, tiny_policy):
@@ -69,14 +70,14 @@ def test_smollm_plays_end_to_end_with_exact_tokens(store, smollm_policy, env_id,
 
 
 def test_play_command_files_episodes_under_the_round(tmp_path, tiny_policy):
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
-    from distill.cli import app
+    from oel.cli import command
 
     db = f"sqlite:///{tmp_path / 'play.db'}"
     args = ["play", "--model", str(tiny_policy.path), "--episodes", "2", "--batch", "2"]
     args += ["--max-new-tokens", "4", "--run", "r", "--round", "3", "--db", db]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(command(), args)
     assert result.exit_code == 0, result.output
     with ExperienceStore.open(db) as store:
         stored = queries.episodes(store, run="r")

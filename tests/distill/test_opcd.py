@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from round_helpers import play_round
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
+from distill.consolidation import consolidate, make_job
 from distill.errors import CheckpointError, ConsolidationError
-from distill.opcd import ConsolidateConfig, Consolidator, consolidate, heldout_kl
+from distill.losses import opcd_token_kl
+from distill.scoring import pack, response_hidden, response_logits
 from memory import queries
 from memory.records import StepRecord
 from memory.store import ExperienceStore
@@ -49,9 +51,9 @@ def store(played):
         yield handle
 
 
-def _config(out: Path, **kw) -> ConsolidateConfig:
+def _config(out: Path, **kw) -> dict:
     defaults = dict(run="r", round=0, steps=4, batch=2, max_new_tokens=6, lr=1e-3, save_every=2, out=str(out))
-    return ConsolidateConfig(**{**defaults, **kw})
+    return {**defaults, **kw}
 
 
 def _logged(store: ExperienceStore, consolidation_id: int) -> list[tuple[int, float]]:
@@ -117,7 +119,7 @@ def test_resume_replays_the_uninterrupted_run_without_repeating_steps(store, tmp
 
 
 def test_resume_after_the_last_snapshot_only_finishes(store, tmp_path):
-    job = Consolidator(_config(tmp_path / "out"), store)
+    job = make_job(_config(tmp_path / "out"), store)
     job.setup()
     for step in range(1, 5):
         job.pending.append(job.train_step(step))
@@ -168,7 +170,7 @@ def test_a_snapshot_of_another_model_gives_a_clear_error(store, tmp_path, tiny_p
 def test_teacher_stays_frozen_while_the_student_learns(store, tmp_path, tiny_path):
     from agent.model import load_model
 
-    job = Consolidator(_config(tmp_path / "out"), store)
+    job = make_job(_config(tmp_path / "out"), store)
     job.setup()
     try:
         metrics = job.train_step(1)
@@ -182,11 +184,36 @@ def test_teacher_stays_frozen_while_the_student_learns(store, tmp_path, tiny_pat
         job.cleanup()
 
 
-def test_offpolicy_baseline_runs_and_is_recorded(store, tmp_path):
-    result = consolidate(_config(tmp_path / "off", method="offpolicy", steps=2), store)
-    assert all(m["kl"] == m["loss"] for m in result.metrics)
-    row = queries.table(store, "checkpoints").set_index("id").loc[result.checkpoint_id]
-    assert row["method"] == "offpolicy"
+def _full_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Brute-force per-row KL(p || q) over the whole vocabulary at T."""
+    p = torch.log_softmax(p_logits.float() / temperature, -1)
+    q = torch.log_softmax(q_logits.float() / temperature, -1)
+    return (p.exp() * (p - q)).sum(-1)
+
+
+@pytest.mark.parametrize("method", ["opcd", "offpolicy"])
+def test_with_k_equal_to_the_vocabulary_the_loss_is_the_exact_kl_of_its_direction(store, tmp_path, method):
+    job = make_job(_config(tmp_path / method, method=method, topk=10**6), store)
+    job.setup()
+    try:
+        batch = job.method.sample(job, 1)
+        loss, stats = job.method.loss(job, batch.rows, batch)
+        responses = [r.response_ids for r in batch.rows]
+        with torch.no_grad():
+            prompts = [r.prompt_ids for r in batch.rows]
+            student = response_logits(job.student, pack(prompts, responses, job.pad_id))
+            teacher_prompts = [job.teacher_prompt_ids(r.state) for r in batch.rows]
+            teacher = response_logits(job.teacher, pack(teacher_prompts, responses, job.pad_id))
+        t = job.config.temperature
+        exact = _full_kl(student, teacher, t) if method == "opcd" else _full_kl(teacher, student, t)
+        assert float(loss.detach()) == pytest.approx(float(exact.mean()), rel=1e-4, abs=1e-6)
+        assert stats["kl"] == pytest.approx(float(exact.mean()), rel=1e-4, abs=1e-6)
+        assert float(exact.mean()) > 0
+        if method == "offpolicy":  # the teacher sampled the responses, with the knowledge in its prompt
+            again = job.generate(job.teacher, [r.state for r in batch.rows], 1, knowledge=job.knowledge)
+            assert [c.token_ids for c in again] == responses
+    finally:
+        job.cleanup()
 
 
 def test_sft_imitates_the_won_completions(tmp_path, tiny_path):
@@ -209,7 +236,7 @@ def test_sft_imitates_the_won_completions(tmp_path, tiny_path):
             )
         config = _config(tmp_path / "sft", method="sft", steps=6, model=str(tiny_path), save_every=3)
         result = consolidate(config, store)
-    losses = [m["loss"] for m in result.metrics]
+    losses = [m["nll"] for m in result.metrics]
     assert all(m["tokens"] == len(reply) * 2 for m in result.metrics)  # only the won reply, twice per batch
     assert losses[-1] < losses[0] * 0.8
     assert "kl" not in result.metrics[0]
@@ -237,8 +264,12 @@ def test_settings_must_match_to_resume_and_knowledge_must_exist(store, tmp_path,
         consolidate(_config(tmp_path / "out"), store, on_step=_interrupt_at(1))
     with pytest.raises(ConsolidationError, match="'lr': 0.001"):
         consolidate(_config(tmp_path / "out", lr=5e-4), store)
-    with pytest.raises(ConsolidationError, match="unknown method"):
-        _config(tmp_path / "x", method="ppo")
+    with pytest.raises(ConsolidationError, match="unknown method 'ppo'"):
+        make_job(_config(tmp_path / "x", method="ppo"), store)
+    with pytest.raises(ConsolidationError, match="unknown setting.*group_size.*for method 'opcd'"):
+        make_job(_config(tmp_path / "x", group_size=4), store)
+    with pytest.raises(ConsolidationError, match="uses no knowledge"):
+        consolidate(_config(tmp_path / "sft", method="sft", knowledge=1), store)
     with ExperienceStore.open(f"sqlite:///{tmp_path}/bare.db") as bare:
         run_id = bare.create_run("r")
         round_id = bare.start_round(run_id, 0)
@@ -254,24 +285,59 @@ def test_settings_must_match_to_resume_and_knowledge_must_exist(store, tmp_path,
             "round_id": round_id,
         }
         bare.write_episode(header, [step], {"total_return": 0.0, "won": False, "lost": False, "feedback": ""})
-        with pytest.raises(ConsolidationError, match="no extracted knowledge"):
+        with pytest.raises(ConsolidationError, match="no knowledge version"):
             consolidate(_config(tmp_path / "bare", model=str(tiny_path)), bare)
 
 
 def test_cli_runs_and_resumes(played, tmp_path):
-    from distill.cli import app
+    from oel.cli import command
 
     out = tmp_path / "cli"
     args = ["consolidate", "--round", "0", "--run", "r", "--steps", "2", "--batch", "2",
             "--max-new-tokens", "4", "--save-every", "1", "--db", played, "--out", str(out)]  # fmt: skip
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(command(), args)
     assert result.exit_code == 0, result.output
     assert f"at {out}" in result.output
-    again = CliRunner().invoke(app, args)
+    again = CliRunner().invoke(command(), args)
     assert again.exit_code == 0 and "resumed after step 2" in again.output
-    bad = CliRunner().invoke(app, [*args[:2], "7", *args[3:]])
+    bad = CliRunner().invoke(command(), [*args[:2], "7", *args[3:-1], str(tmp_path / "cli7")])
     assert bad.exit_code == 1 and "error: " in bad.output and "round 7" in bad.output
+    moved = CliRunner().invoke(command(), [*args[:2], "7", *args[3:]])
+    assert moved.exit_code == 1 and "other settings ({'round': 0})" in moved.output
+    other = CliRunner().invoke(command(), [*args, "--group-size", "4"])
+    assert other.exit_code == 1 and "group_size" in other.output and "Traceback" not in other.output
     shutil.rmtree(out)
+
+
+def test_a_folder_of_the_old_layout_is_refused_with_one_line(store, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    old = '{"settings": {"method": "opcd"}, "student": "/models/x", "consolidation_id": 1}'
+    (out / "job.json").write_text(old)
+    with pytest.raises(ConsolidationError, match="older oel .job layout 1") as err:
+        consolidate(_config(out), store)
+    assert "\n" not in str(err.value)
+
+
+@torch.no_grad()
+def heldout_kl(job, states: list[str], *, max_new_tokens: int, seed: int) -> float:
+    """Mean per-token top-k reverse KL(student || teacher with knowledge) on the student's own samples."""
+    from agent.hf_policy import HFPolicy
+    from agent.policy import SamplingParams
+    from agent.prompts import build_messages
+
+    job.student.eval()
+    params = SamplingParams(temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, seed=seed)
+    policy = HFPolicy.from_model(job.student, job.tokenizer)
+    completions = policy.generate([build_messages(s) for s in states], params)
+    responses = [c.token_ids for c in completions]
+    student = pack([c.prompt_ids for c in completions], responses, job.pad_id)
+    teacher = pack([job.teacher_prompt_ids(s) for s in states], responses, job.pad_id)
+    kl = opcd_token_kl(
+        response_logits(job.student, student), response_hidden(job.teacher, teacher),
+        job.teacher.get_output_embeddings(), 0.7, 256,
+    )  # fmt: skip
+    return float(kl.mean())
 
 
 @pytest.mark.slow
@@ -302,29 +368,17 @@ def test_opcd_lowers_the_kl_to_the_teacher_on_heldout_states(tmp_path, smollm_pa
             run_id=run_id, round_id=round_id, text=KNOWLEDGE, item_ids=[], n_tokens=40
         )
         heldout = first_states("test", range(6))
-        config = ConsolidateConfig(
-            run="r",
-            round=0,
-            steps=STEPS_SLOW,
-            batch=4,
-            lr=LR_SLOW,
-            max_new_tokens=16,
-            out=str(tmp_path / "o"),
-        )
-        job = Consolidator(config, store)
+        config = {"run": "r", "round": 0, "steps": STEPS_SLOW, "batch": 4, "lr": LR_SLOW,
+                  "max_new_tokens": 16, "out": str(tmp_path / "o")}  # fmt: skip
+        job = make_job(config, store)
         job.setup()
         try:
 
             def measure() -> float:
-                return sum(
-                    heldout_kl(
-                        job.student, job.teacher, job.tokenizer, heldout, KNOWLEDGE, max_new_tokens=16, seed=s
-                    )
-                    for s in range(2)
-                )
+                return sum(heldout_kl(job, heldout, max_new_tokens=16, seed=s) for s in range(2))
 
             before = measure()
-            for step in range(1, config.steps + 1):
+            for step in range(1, STEPS_SLOW + 1):
                 job.train_step(step)
             after = measure()
         finally:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.data import batch_indices, load_examples, pack, round_checkpoint_path, round_steps
+from distill.data import batch_indices, round_checkpoint_path, round_steps, state_pool, won_pool
 from distill.errors import ConsolidationError
+from distill.scoring import pack
 from memory.records import StepRecord
 from memory.store import ExperienceStore
 
@@ -71,12 +72,12 @@ def test_prompt_pools_from_the_store(tmp_path):
         _episode(store, run_id, round_id, ["s0", "s3"], won=True, checkpoint_id=ck_b)
         _episode(store, run_id, other_round, ["elsewhere"], won=True)
         steps = round_steps(store, "r", 1, "train")
-        assert [e.state for e in load_examples(steps, sft=False)] == ["s0", "s1", "s2", "s3"]
-        sft = load_examples(steps, sft=True)
+        assert [e.state for e in state_pool(steps)] == ["s0", "s1", "s2", "s3"]
+        sft = won_pool(steps)
         assert [(e.state, e.completion_ids) for e in sft] == [("s0", (7, 8)), ("s3", (7, 8))]
         assert round_checkpoint_path(store, steps) == "/models/b"  # 4 of the round's 7 steps
         with pytest.raises(ConsolidationError, match="round 3"):
             round_steps(store, "r", 3, "train")
         with pytest.raises(ConsolidationError, match="no won episodes"):
             _episode(store, run_id, store.start_round(run_id, 4), ["x"], won=False)
-            load_examples(round_steps(store, "r", 4, "train"), sft=True)
+            won_pool(round_steps(store, "r", 4, "train"))

@@ -3,10 +3,12 @@
 The games are registered here, as real gymnasium environments with text spaces:
 
 - `oeltest/Coin-v0`: one step; on even seeds the reward alternates 1, 0, 1, 0
-  over the episodes this process plays (so a group on an even seed always has
-  signal, whatever a random model replies), on odd seeds it is always 0 (a
-  group without signal). RL task seeds alternate even and odd, so with two
-  groups per step exactly one group is skipped.
+  over the episodes played since the test began (so a group on an even seed
+  always has signal, whatever a random model replies: its replies all parse
+  to the same invalid action), on odd seeds it is always 0 (a group without
+  signal). RL task seeds alternate even and odd, so with two groups per step
+  exactly one group is skipped. The coin restarts for every test
+  (`fresh_coin`), so no result depends on the order tests run in.
 - `oeltest/Pick-v0`: pick a colour; only blue is rewarded. The slow test
   checks that a few GRPO steps on the real SmolLM2 make that choice likelier.
 
@@ -21,12 +23,14 @@ from pathlib import Path
 import gymnasium
 import pytest
 import torch
+from click.testing import CliRunner
 from round_helpers import play_round
-from typer.testing import CliRunner
 
+from distill.consolidation import consolidate, make_job
+from distill.groups import RL_SEED_BASE, policy_name
 from distill.losses import logprobs_at
-from distill.opcd import ConsolidateConfig, consolidate, make_consolidator, response_logits
-from distill.rl import RL_SEED_BASE, RLConsolidator, policy_name
+from distill.methods import grpo
+from distill.scoring import pack, response_logits
 from envs.textspace import action_space, observation_space
 from memory import queries
 from memory.records import StepRecord
@@ -82,6 +86,12 @@ class Interrupt(Exception):
     """Stands in for a crash in the middle of training."""
 
 
+@pytest.fixture(autouse=True)
+def fresh_coin():
+    """Every test starts the coin afresh: the same rewards whatever ran before."""
+    CoinEnv.coin = itertools.count()
+
+
 @pytest.fixture(scope="module")
 def played(tmp_path_factory, tiny_path) -> str:
     """A store whose run 'r' has a round 0 of Coin episodes played by the tiny model, and knowledge."""
@@ -95,10 +105,10 @@ def store(played):
         yield handle
 
 
-def _config(out: Path, **kw) -> ConsolidateConfig:
-    defaults = dict(run="r", round=0, method="rl", steps=2, groups=2, group_size=4, max_new_tokens=6,
-                    lr=1e-3, save_every=2, out=str(out))  # fmt: skip
-    return ConsolidateConfig(**{**defaults, **kw})
+def _config(out: Path, **kw) -> dict:
+    defaults = dict(run="r", round=0, method="rl", env_id="oeltest/Coin-v0", steps=2, groups=2, group_size=4,
+                    max_new_tokens=6, lr=1e-3, save_every=2, out=str(out))  # fmt: skip
+    return {**defaults, **kw}
 
 
 def _logged_steps(store: ExperienceStore, consolidation_id: int) -> list[int]:
@@ -107,12 +117,12 @@ def _logged_steps(store: ExperienceStore, consolidation_id: int) -> list[int]:
 
 
 def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, tmp_path):
-    job = make_consolidator(_config(tmp_path / "out", env_kwargs={"text": "Say a colour."}), store)
-    assert isinstance(job, RLConsolidator)
+    job = make_job(_config(tmp_path / "out", env_kwargs={"text": "Say a colour."}), store)
+    assert isinstance(job.method, grpo.Method)
     job.setup()
     try:
-        groups, reused = job.collect(1)
-        assert reused == 0 and [len(g) for g in groups] == [4, 4]
+        groups, info = grpo.sample_groups(job, job.method.config, 1, None)
+        assert info["reused_episodes"] == 0 and [len(g) for g in groups] == [4, 4]
         assert [g[0].seed for g in groups] == [RL_SEED_BASE, RL_SEED_BASE + 1]
         assert all(e.seed == g[0].seed for g in groups for e in g)
         assert all(e.turns[0].state.startswith("Say a colour.") for g in groups for e in g)  # env_kwargs
@@ -123,8 +133,6 @@ def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, 
         assert queries.success_rate(store, run="r", round=0)["episodes"].tolist() == [2]
         # the live student scores the logged tokens exactly as the sampler did: the ratio starts at 1
         turns = [t for g in groups for e in g for t in e.turns]
-        from distill.data import pack
-
         batch = pack([t.prompt_ids for t in turns], [t.completion_ids for t in turns], job.pad_id)
         with torch.no_grad():
             logp = logprobs_at(response_logits(job.student, batch), batch.targets[:, None], 0.7).squeeze(-1)
@@ -132,8 +140,8 @@ def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, 
         assert logp.shape == logged.shape
         assert float((logp - logged).abs().max()) < 1e-4
         # asking for the same step again plays nothing new
-        again, reused = job.collect(1)
-        assert reused == 8
+        again, info = grpo.sample_groups(job, job.method.config, 1, None)
+        assert info["reused_episodes"] == 8
         assert [e.episode_id for g in again for e in g] == [e.episode_id for g in groups for e in g]
     finally:
         job.cleanup()
@@ -148,7 +156,8 @@ def test_zero_variance_groups_are_skipped_and_counted(store, tmp_path, tiny_path
     assert (second["skipped_groups"], second["reward_mean"]) == (1, 0.0)
     assert second["tokens"] == 0 and second["grad_norm"] == 0.0 and second["sampled_tokens"] > 0
     for m in result.metrics:
-        assert {"loss", "rl_loss", "episodes", "reused_episodes", "seconds", "lr"} <= m.keys()
+        assert {"loss", "episodes", "reused_episodes", "kept_groups", "seconds", "lr"} <= m.keys()
+    assert "rl_loss" in first and (second["updates"], first["updates"]) == (0, 1)
     row = queries.table(store, "checkpoints").set_index("id").loc[result.checkpoint_id]
     assert row["method"] == "rl" and row["meta"]["knowledge_version_id"] is None
     assert _logged_steps(store, result.consolidation_id) == [1, 2]
@@ -156,7 +165,7 @@ def test_zero_variance_groups_are_skipped_and_counted(store, tmp_path, tiny_path
 
 def test_more_updates_per_batch_make_the_clip_bind(store, tmp_path):
     once = consolidate(_config(tmp_path / "once", steps=1, lr=1e-2), store).metrics[0]
-    thrice = consolidate(_config(tmp_path / "thrice", steps=1, lr=1e-2, rl_updates=3), store).metrics[0]
+    thrice = consolidate(_config(tmp_path / "thrice", steps=1, lr=1e-2, updates=3), store).metrics[0]
     assert once["clip_fraction"] == 0.0 and thrice["clip_fraction"] > 0.0
     assert thrice["skipped_groups"] == 1
 
@@ -167,7 +176,7 @@ def test_opcd_plus_rl_and_gmpo_with_a_reference_kl(store, tmp_path):
         # the OPCD term covers every episode, also those of the skipped group
         assert m["skipped_groups"] == 1 and m["tokens"] == m["sampled_tokens"]
         assert m["loss"] == pytest.approx(0.3 * m["rl_loss"] + 0.7 * m["kl"], abs=1e-5)
-    gmpo = consolidate(_config(tmp_path / "gmpo", objective="gmpo", kl_beta=0.1, rl_updates=2), store)
+    gmpo = consolidate(_config(tmp_path / "gmpo", objective="gmpo", kl_beta=0.1, updates=2), store)
     for m in gmpo.metrics:
         assert m["kl_ref"] >= 0.0 and m["tokens"] < m["sampled_tokens"]
     assert gmpo.metrics[0]["grad_norm"] > 0
@@ -191,12 +200,14 @@ def test_resume_reuses_the_stored_groups_and_never_repeats_a_step(store, tmp_pat
 
 
 def test_cli_rl_end_to_end(played, tmp_path):
-    from distill.cli import app
+    from oel.cli import command
 
+    app = command()
     out = tmp_path / "cli"
-    args = ["consolidate", "--method", "rl", "--round", "0", "--run", "r", "--steps", "2", "--groups", "1",
-            "--group-size", "2", "--max-new-tokens", "4", "--save-every", "1", "--db", played,
-            "--out", str(out)]  # fmt: skip
+    args = ["consolidate", "--method", "rl", "--env-id", "oeltest/Coin-v0", "--round", "0", "--run", "r",
+            "--steps", "2", "--groups", "1", "--group-size", "2", "--max-new-tokens", "4",
+            "--save-every", "1", "--db", played, "--out", str(out),
+            "--env-kwargs", '{"text": "Pick."}']  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"at {out}" in result.output and (out / "model.safetensors").is_file()
@@ -205,6 +216,8 @@ def test_cli_rl_end_to_end(played, tmp_path):
         assert "rl" in set(checkpoints["method"])
     bad = CliRunner().invoke(app, [*args, "--objective", "ppo"])
     assert bad.exit_code == 1 and "unknown objective" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--env-kwargs", "[1]"])
+    assert bad.exit_code == 2 and "JSON object" in bad.output
 
 
 @pytest.mark.slow
@@ -212,7 +225,6 @@ def test_grpo_raises_the_probability_of_the_rewarded_action(tmp_path, smollm_pat
     """A few GRPO steps on the real SmolLM2 make the rewarded reply likelier (teacher-forced)."""
     from agent.policy import encode_chat
     from agent.prompts import build_messages, render_state
-    from distill.data import pack
 
     with ExperienceStore.open(f"sqlite:///{tmp_path}/oel.db") as store:
         run_id = store.create_run("r")
@@ -223,9 +235,9 @@ def test_grpo_raises_the_probability_of_the_rewarded_action(tmp_path, smollm_pat
         header = {"env_id": "oeltest/Pick-v0", "task_id": "t", "seed": 0, "split": "train", "run_id": run_id,
                   "round_id": round_id}  # fmt: skip
         store.write_episode(header, [step], {"total_return": 0.0, "won": False, "lost": True, "feedback": ""})
-        config = _config(tmp_path / "o", model=str(smollm_path), steps=3, groups=2, group_size=8,
-                         max_new_tokens=16, lr=2e-5, micro_batch=8)  # fmt: skip
-        job = make_consolidator(config, store)
+        config = _config(tmp_path / "o", model=str(smollm_path), env_id="oeltest/Pick-v0", steps=3, groups=2,
+                         group_size=8, max_new_tokens=16, lr=2e-5, micro_batch=8)  # fmt: skip
+        job = make_job(config, store)
         job.setup()
         try:
             prompt = encode_chat(job.tokenizer, build_messages(state))
@@ -242,7 +254,7 @@ def test_grpo_raises_the_probability_of_the_rewarded_action(tmp_path, smollm_pat
                 return float((per_reply[:, 2] - torch.logsumexp(per_reply, 1)).mean())
 
             before = logp_blue()
-            metrics = [job.train_step(s) for s in range(1, config.steps + 1)]
+            metrics = [job.train_step(s) for s in range(1, config["steps"] + 1)]
             after = logp_blue()
         finally:
             job.cleanup()

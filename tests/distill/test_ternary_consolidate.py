@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from round_helpers import play_round
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
+from distill.consolidation import consolidate, make_job
 from distill.errors import ConsolidationError
-from distill.opcd import ConsolidateConfig, consolidate
+from distill.job import JobConfig
 from distill.ternary import BitLinear, PackedBitLinear, limit_bits, load_student
 from distill.ternary.deploy import FMT, LATENT_DIR
 from distill.ternary.quant import nm_mask, quantize_weight
@@ -47,12 +48,12 @@ def store(played_ternary):
         yield handle
 
 
-def _config(out: Path, **kw) -> ConsolidateConfig:
+def _config(out: Path, **kw) -> dict:
     defaults = dict(
         run="r", round=0, steps=4, batch=2, max_new_tokens=6, lr=1e-2, save_every=2, out=str(out),
         student="ternary", pattern="2:4",
     )  # fmt: skip
-    return ConsolidateConfig(**{**defaults, **kw})
+    return {**defaults, **kw}
 
 
 def _row(store: ExperienceStore, checkpoint_id: int):
@@ -77,7 +78,7 @@ def test_ternary_consolidation_deploys_a_packed_student(store, tmp_path, tiny_pa
     assert row["fmt"] == FMT and Path(row["path"]) == out.resolve() and row["method"] == "opcd"
     hparams = row["meta"]["hparams"]
     assert hparams["pattern"] == pattern and hparams["student"] == "ternary"
-    assert hparams["student_path"] == hparams["teacher_path"] == str(tiny_path)
+    assert hparams["start_path"] == hparams["teacher_path"] == str(tiny_path)
     # the packed format sits just above the entropy limit of its pattern, and below 2 bits
     assert limit_bits(pattern) <= row["bits_per_weight"] <= most_bits <= 2.0
     assert not list(out.glob("resume-*")) and (out / "tokenizer.json").is_file()
@@ -144,9 +145,9 @@ def test_settings_are_checked_and_a_changed_student_is_not_resumed(store, tmp_pa
         ({"student": "binary"}, "unknown student 'binary'"),
     ):
         with pytest.raises(ConsolidationError, match=message):
-            _config(tmp_path / "x", **kw)
-    assert ConsolidateConfig(run="r", student="ternary").out_dir().name == "round-0-opcd-ternary-2of4"
-    assert ConsolidateConfig(run="r").out_dir().name == "round-0-opcd"
+            make_job(_config(tmp_path / "x", **kw), store)
+    assert JobConfig(run="r", student="ternary").out_dir().name == "round-0-opcd-ternary-2of4"
+    assert JobConfig(run="r").out_dir().name == "round-0-opcd"
 
 
 def _raise_at_1(metrics):
@@ -175,7 +176,9 @@ def test_a_packed_checkpoint_continues_from_its_latent_weights(store, tmp_path):
 
 def test_the_oel_command_consolidates_ternary_and_plays_the_packed_student(played_ternary, tmp_path):
     from agent.model import ModelLoadError, load_model
-    from distill.cli import app
+    from oel.cli import command
+
+    app = command()
 
     out = tmp_path / "cli"
     args = ["consolidate", "--round", "0", "--run", "r", "--steps", "1", "--batch", "2",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
 
 from distill.ternary import (
     BitLinear,
@@ -117,23 +117,8 @@ def test_packed_layer_agrees_with_the_training_layer(kernel, pattern):
         assert packed(x.bfloat16()).dtype == torch.bfloat16
 
 
-def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=136,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 def test_packed_tiny_llama_generates_and_survives_save_load(kernel, tmp_path):
-    student = convert(tiny_llama(), "2:4")
+    student = convert(tiny_llama(intermediate_size=136), "2:4")
     ids = torch.randint(0, 96, (2, 6))
     with torch.no_grad():
         fake_quant = student(ids).logits

@@ -5,29 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import tiny_llama
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from distill.ternary import BitLinear, TernaryConfig, TernaryError, convert, load_student, save_student
 from distill.ternary.quant import nm_mask, quantize_activations
 
 torch.set_num_threads(1)
 PATTERNS = [("2:4", 2, 4), ("4:8", 4, 8), ("6:8", 6, 8)]
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def layer(pattern: str, shape=(24, 32), per_row=False, seed=0) -> BitLinear:

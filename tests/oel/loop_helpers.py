@@ -58,7 +58,7 @@ def tiny_sections(tmp_path: Path, model: Path, **overrides: dict[str, Any]) -> d
 
 def oel(*args: str) -> list[str]:
     """The `oel` command line, run by this interpreter."""
-    return [sys.executable, "-c", "from distill.cli import main; main()", *args]
+    return [sys.executable, "-c", "from oel.cli import main; main()", *args]
 
 
 def start(*args: str, log: Path) -> subprocess.Popen:

@@ -1,20 +1,21 @@
-"""`oel eval` and `oel knowledge ...`: held-out play tagged with the knowledge version, and CLI smoke tests.
+"""`oel eval` and the shared evaluation: held-out conditions keyed by (checkpoint, knowledge), resumable.
 
 A tiny random Llama stands in for the policy: these tests check wiring
-(versions on episodes, splits, tables, error lines), not pass rates.
+(versions on episodes, splits, resumption, tables, error lines), not pass rates.
 """
 
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
-from agent.evaluate import EvalConfig, evaluate
 from agent.policy import SamplingParams
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
-from distill.cli import app
 from memory import queries
+from memory.knowledge.raw import build_raw_version
 from memory.store import ExperienceStore
+from oel.cli import command
+from oel.evaluation import EvalConfig, evaluate
 
 FAST = SamplingParams(max_new_tokens=4)
 
@@ -31,10 +32,10 @@ def tiny_policy(tiny_path):
     return HFPolicy(tiny_path, device="cpu")
 
 
-@pytest.mark.slow
-def test_episodes_record_the_version_they_saw_on_the_test_split(db, tiny_policy) -> None:
+def test_conditions_record_their_version_resume_and_count_the_prompt(db, tiny_policy, tiny_path) -> None:
     with ExperienceStore.open(db) as store:
         run_id = store.create_run("eval")
+        checkpoint = store.checkpoint_for_path(str(tiny_path), run_id=run_id)
         run_rollouts(tiny_policy, store, RolloutConfig(episodes=2, batch=2, sampling=FAST),
                      tags=EpisodeTags(run_id=run_id))  # fmt: skip
         extracted = store.add_knowledge_version(
@@ -44,64 +45,66 @@ def test_episodes_record_the_version_they_saw_on_the_test_split(db, tiny_policy)
             item_ids=[],
             n_tokens=8,
         )
-        config = EvalConfig(episodes=3, batch=2, sampling=FAST, token_cap=600)
+        raw, _text = build_raw_version(store, run_id, token_cap=600)
+        assert build_raw_version(store, run_id, token_cap=600)[0] == raw  # the same context: the same version
+        config = EvalConfig(episodes=3, batch=2, sampling=FAST)
+        started: list[int] = []
         results = {
-            spec: evaluate(tiny_policy, store, config, run_id=run_id, knowledge=spec)
-            for spec in ("none", "latest", "raw")
+            version: evaluate(
+                lambda: tiny_policy,
+                store,
+                config,
+                run_id=run_id,
+                checkpoint_id=checkpoint,
+                knowledge_version_id=version,
+                on_start=started.append,
+            )  # fmt: skip
+            for version in (None, extracted, raw)
         }
-        assert results["none"].knowledge_version_id is None and results["none"].knowledge_tokens == 0
-        assert results["latest"].knowledge_version_id == extracted
-        raw = results["raw"].knowledge_version_id
-        versions = queries.knowledge_versions(store, run_id).set_index("id")
-        assert versions.loc[raw, "kind"] == "raw"
-        for spec, result in results.items():
-            played = queries.episodes(store, run=run_id, split="test")
-            mine = played[played["id"].isin([e.episode_id for e in result.summary.episodes])]
-            assert sorted(mine["seed"]) == [0, 1, 2], spec
-            assert mine["knowledge_version"].isna().all() if spec == "none" else (
-                mine["knowledge_version"] == result.knowledge_version_id
-            ).all(), spec  # fmt: skip
-            assert result.prompt_tokens_per_episode == pytest.approx(mine["n_prompt_tokens"].mean())
+        assert started == [3, 3, 3]
+        for version, result in results.items():
+            played = queries.episodes(store, run=run_id, split="test", checkpoint=checkpoint)
+            mine = played[played["knowledge_version"].isna() if version is None
+                          else played["knowledge_version"] == version]  # fmt: skip
+            assert sorted(mine["seed"]) == [0, 1, 2] and result["episodes"] == 3, version
+            assert result["knowledge_version_id"] == version
+            assert result["prompt_tokens_per_episode"] == pytest.approx(mine["n_prompt_tokens"].mean())
+            assert 0.0 <= result["ci_low"] <= result["pass_rate"] <= result["ci_high"] <= 1.0
+        # knowledge in context costs prompt tokens
+        assert results[raw]["prompt_tokens_per_episode"] > results[None]["prompt_tokens_per_episode"]
+        # a second evaluation of a condition plays nothing and reports the same episodes
+        again = evaluate(
+            lambda: pytest.fail("no model should load"), store, config, run_id=run_id,
+            checkpoint_id=checkpoint,
+            knowledge_version_id=extracted, on_start=started.append,
+        )  # fmt: skip
+        assert started[-1] == 0 and again == results[extracted]
         # the extracted knowledge is still what deploys, not the raw baseline stored after it
         assert store.latest_knowledge_version(run_id)[0] == extracted
-        # knowledge in context costs prompt tokens
-        assert results["raw"].prompt_tokens_per_episode > results["none"].prompt_tokens_per_episode
+
+
+def _ok(*args: str) -> str:
+    result = CliRunner().invoke(command(), list(args), env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 @pytest.mark.slow
 def test_cli_extract_show_diff_and_eval(db, tiny_path) -> None:
-    runner = CliRunner()
     common = ["--db", db, "--run", "cli"]
     tiny = ["--model", str(tiny_path)]
-
-    def ok(*args: str) -> str:
-        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    ok("play", "--episodes", "2", "--batch", "2", "--max-new-tokens", "4", *common, *tiny)
-    out = ok("knowledge", "extract", "--episodes", "2", "--max-new-tokens", "4", *common, *tiny)
+    _ok("play", "--episodes", "2", "--batch", "2", "--max-new-tokens", "4", *common, *tiny)
+    out = _ok("knowledge", "extract", "--episodes", "2", "--max-new-tokens", "4", *common, *tiny)
     assert "replies" in out and "version 1:" in out
-    ok("knowledge", "extract", "--episodes", "1", "--max-new-tokens", "4", *common, *tiny)
-    assert "extracted" in ok("knowledge", "show", *common)
-    assert "version 1" in ok("knowledge", "show", "--version", "1", "--db", db)
-    assert "0 added, 0 dropped" in ok("knowledge", "diff", "1", "2", "--db", db)
-    out = ok(
-        "eval",
-        "--episodes",
-        "2",
-        "--batch",
-        "2",
-        "--max-new-tokens",
-        "4",
-        "--knowledge",
-        "raw",
-        "--token-cap",
-        "600",
-        *common,
-        *tiny,
-    )
-    assert "pass rate" in out and "raw" in out
+    _ok("knowledge", "extract", "--episodes", "1", "--max-new-tokens", "4", *common, *tiny)
+    assert "extracted" in _ok("knowledge", "show", *common)
+    assert "version 1" in _ok("knowledge", "show", "--version", "1", "--db", db)
+    assert "0 added, 0 dropped" in _ok("knowledge", "diff", "1", "2", "--db", db)
+    evaluate_raw = ["eval", "--episodes", "2", "--batch", "2", "--max-new-tokens", "4", "--knowledge", "raw",
+                    "--token-cap", "600", *common, *tiny]  # fmt: skip
+    out = _ok(*evaluate_raw)
+    assert "pass rate" in out and "raw" in out and "(0/2)" in out or "(1/2)" in out or "(2/2)" in out
+    assert _ok(*evaluate_raw).splitlines()[-3:] == out.splitlines()[-3:]  # resumed: the same episodes
 
 
 @pytest.mark.parametrize(
@@ -112,9 +115,10 @@ def test_cli_extract_show_diff_and_eval(db, tiny_path) -> None:
         (["knowledge", "diff", "1", "2"], "no knowledge version 1"),
         (["knowledge", "extract", "--run", "nope"], "no run named 'nope'"),
         (["eval", "--env", "oel/Nope-v0"], "unknown environment"),
+        (["eval", "--knowledge", "7"], "no knowledge version 7"),
     ],
 )
 def test_cli_errors_are_one_line(db, args, message) -> None:
-    result = CliRunner().invoke(app, [*args, "--db", db])
-    assert result.exit_code == 1
+    result = CliRunner().invoke(command(), [*args, "--db", db])
+    assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output

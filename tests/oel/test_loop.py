@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import select
 
-from distill.loop import PHASES, OnlineLoop
-from distill.loop_config import parse_loop_config
-from distill.report import write_report
 from memory import queries
-from memory.deployments import deployed_checkpoint
-from memory.models import Checkpoint, Round
+from memory.rounds import PHASES
 from memory.store import ExperienceStore
+from oel.loop import OnlineLoop
+from oel.report import write_report
+from oel.run_config import parse_loop_config
+
+pytestmark = pytest.mark.slow  # the real SmolLM2 plays, extracts and is consolidated
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,9 @@ def two_rounds(tmp_path_factory, smollm_path):
 def test_two_rounds_complete_with_lineage(two_rounds) -> None:
     store, summaries, loop, _tmp = two_rounds
     assert [s.index for s in summaries] == [0, 1]
-    with store.engine.connect() as conn:
-        assert list(conn.execute(select(Round.status).order_by(Round.idx)).scalars()) == ["done", "done"]
-        parents = dict(conn.execute(select(Checkpoint.id, Checkpoint.parent_id)).all())
+    assert queries.rounds(store, loop.run_id)["status"].tolist() == ["done", "done"]
+    lineage = queries.lineage(store, loop.run_id)
+    parents = dict(zip(lineage["id"], lineage["parent_id"], strict=True))
     for summary in summaries:
         assert set(summary.results) == set(PHASES)
     first, second = summaries
@@ -51,7 +51,7 @@ def test_two_rounds_complete_with_lineage(two_rounds) -> None:
     m2 = second.results["consolidate"]["checkpoint_id"]
     assert second.results["collect"]["checkpoint_id"] == m1, "round 1 plays round 0's consolidated model"
     assert parents[m1] == base and parents[m2] == m1
-    assert deployed_checkpoint(store, loop.run_id)[0] == m2
+    assert store.deployed_checkpoint(loop.run_id)[0] == m2
     assert Path(second.results["consolidate"]["path"]).is_dir()
     # collection plays fresh train seeds per round
     train = queries.episodes(store, run="e2e", split="train")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.loop_config import LoopConfigError, load_loop_config, parse_loop_config
+from distill.consolidation import build
+from oel.run_config import LoopConfigError, load_loop_config, parse_loop_config
 
 RUNS = Path(__file__).resolve().parents[2] / "runs"
 
@@ -14,14 +15,14 @@ RUNS = Path(__file__).resolve().parents[2] / "runs"
 @pytest.mark.parametrize("preset", sorted(p.name for p in RUNS.glob("*.toml")))
 def test_every_preset_loads_and_builds_its_consolidation_config(preset: str) -> None:
     config = load_loop_config(RUNS / preset)
-    job = config.consolidate_config(1, "/models/m", 7, "/out")
-    assert (job.round, job.model, job.knowledge, job.out, job.run) == (
+    values = config.consolidate_values(1, "/models/m", 7, "/out")
+    assert (values["round"], values["model"], values["out"], values["run"]) == (
         1,
         "/models/m",
-        7,
         "/out",
         config.run.name,
     )
+    build(values)  # the method's own checks pass
     assert config.run.rounds >= 1 and config.collect.episodes >= 1
 
 
@@ -46,7 +47,12 @@ def test_values_reach_the_nested_configs() -> None:
         config.run.rounds == 3 and config.sampling.max_new_tokens == 32 and config.sampling.temperature == 1
     )
     assert config.extract.token_cap == 512
-    assert config.consolidate_config(0, "m", None, "o").method == "sft"
+    values = config.consolidate_values(0, "m", 5, "o")
+    assert values["method"] == "sft" and "knowledge" not in values  # SFT uses no knowledge
+    assert (
+        parse_loop_config({"consolidate": {"method": "opcd"}}).consolidate_values(0, "m", 5, "o")["knowledge"]
+        == 5
+    )
     assert config.evaluate.conditions == ["none"]
 
 
@@ -61,7 +67,13 @@ def test_values_reach_the_nested_configs() -> None:
         ({"consolidate": {"method": "magic"}}, r"unknown method 'magic'"),
         ({"sampling": {"top_p": 0}}, r"\[sampling\]: top_p must be in"),
         ({"evaluate": {"conditions": ["none", "oracle"]}}, r"unknown \['oracle'\]"),
-        ({"run": {"backend": "tgi"}}, r"backend must be hf or vllm"),
+        ({"run": {"backend": "tgi"}}, r"\[run\]\.backend: unknown policy backend 'tgi'; choose one of hf"),
+        (
+            {"consolidate": {"method": "sft", "group_size": 4}},
+            r"unknown setting\(s\) group_size for method 'sft'",
+        ),
+        ({"consolidate": {"method": "rl", "groups": "2"}}, r"\[consolidate\]\.groups: expected"),
+        ({"consolidate": {"method": "rl", "objective": "ppo"}}, r"unknown objective 'ppo'"),
         ({"collect": {"episodes": 0}}, r"\[collect\]\.episodes must be >= 1"),
     ],
 )

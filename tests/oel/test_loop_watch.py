@@ -7,7 +7,6 @@ import time
 from loop_helpers import start, tiny_sections, train_seeds, write_run_file
 
 from memory import queries
-from memory.deployments import deployed_checkpoint
 from memory.store import ExperienceStore
 
 
@@ -32,7 +31,7 @@ def test_watch_starts_a_round_from_another_process_and_agents_follow(tmp_path, t
             assert loop.wait(timeout=600) == 0, (tmp_path / "loop.log").read_text()[-3000:]
             assert train_seeds(store) == list(range(8))
             run_id = store.get_run("tiny")
-            new_checkpoint, _path = deployed_checkpoint(store, run_id)
+            new_checkpoint, _path = store.deployed_checkpoint(run_id)
             # a deployed agent started with --follow serves the new checkpoint from its next episode on
             follower = start(*agent, "--follow", "--episodes", "2", "--batch", "2", "--seed", "100",
                              log=tmp_path / "a3.log")  # fmt: skip

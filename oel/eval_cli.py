@@ -1,0 +1,111 @@
+"""`oel eval`: play the held-out split under one condition and print its pass rate with a 95% interval.
+
+A thin layer over `oel.evaluation` (the same code the loop's evaluate phase
+runs). `--knowledge raw` pastes the run's own train trajectories under the
+token cap (`memory.knowledge.raw`); `latest` or a version id puts extracted
+or person-written knowledge in context. The condition's episodes are stored,
+so running the command again resumes, or just reports.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli import DB_HELP
+
+MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
+
+
+def evaluate_command(
+    env: str = typer.Option("oel/FrozenLake-v0", help="Environment whose held-out test split is played."),
+    knowledge: str = typer.Option(
+        "none",
+        help="Knowledge in context: none, raw (the run's train trajectories), latest, or a version id.",
+    ),
+    episodes: int = typer.Option(128, min=1, help="Held-out tasks to play (test seeds 0..N-1 from --seed)."),
+    batch: int = typer.Option(32, min=1, help="Environments stepped together."),
+    seed: int = typer.Option(0, min=0, help="First held-out task."),
+    run: str = typer.Option(
+        "default", help="Run name whose knowledge is used and under which episodes are filed."
+    ),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
+    backend: str = typer.Option("hf", help="Policy backend (agent.backends): hf, vllm, langchain."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    token_cap: int = typer.Option(2048, min=1, help="Token cap for the raw-trajectory context."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (OEL: 0.7; 0 = greedy)."),
+    max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
+) -> None:
+    """Play the held-out split with knowledge in context; print pass rate and tokens per episode."""
+    import gymnasium
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    import envs
+    from agent.backends import make_policy
+    from agent.cli_errors import errors_as_lines
+    from agent.extractor import policy_token_counter
+    from agent.model import resolve_model_path
+    from agent.play import PlayError, resolve_knowledge
+    from agent.policy import SamplingParams
+    from memory.knowledge.generator import approx_token_count
+    from memory.knowledge.raw import build_raw_version
+    from memory.stats import format_rate
+    from memory.store import ExperienceStore
+    from oel.evaluation import EvalConfig, evaluate
+
+    console = Console()
+    with errors_as_lines():
+        if env not in gymnasium.registry:
+            known = ", ".join(spec.env_id for spec in envs.ENVIRONMENTS)
+            raise PlayError(f"unknown environment {env!r}; registered: {known}")
+        sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
+        config = EvalConfig(env_id=env, episodes=episodes, batch=batch, seed=seed, sampling=sampling)
+        with ExperienceStore.open(db) as store:
+            run_id = store.ensure_run(run)
+            with console.status("loading the policy ..."):
+                path = str(resolve_model_path(model)) if backend != "langchain" else model
+                policy = make_policy(backend, path)
+            checkpoint_id = store.checkpoint_for_path(str(path), run_id=run_id)
+            counter = policy_token_counter(policy)
+            if knowledge == "raw":
+                version_id, text = build_raw_version(store, run_id, env_id=env, count_tokens=counter,
+                                                     token_cap=token_cap)  # fmt: skip
+            else:
+                version_id, text = resolve_knowledge(store, run_id, knowledge)
+            columns = (
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("pass {task.fields[rate]}"), TimeElapsedColumn(),
+            )  # fmt: skip
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(escape(f"{env} [test] knowledge={knowledge}"), total=0, rate="-")
+                result = evaluate(
+                    lambda: policy, store, config, run_id=run_id, checkpoint_id=checkpoint_id,
+                    knowledge_version_id=version_id,
+                    on_start=lambda n: progress.update(task, total=n),
+                    on_episode=lambda _done, summary: progress.update(
+                        task, advance=1, rate=f"{summary.success_rate:.1%}"
+                    ),
+                )  # fmt: skip
+    table = Table(title=escape(f"{env} held-out, {policy.name}"))
+    columns = ["knowledge", "version", "knowledge tokens", "pass rate [95% CI] (wins/n)", "gen tokens/ep",
+               "prompt tokens/ep", "prompt computed/ep"]  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.1f}"
+
+    table.add_row(
+        knowledge, "" if version_id is None else str(version_id),
+        str((counter or approx_token_count)(text) if text else 0),
+        format_rate(result["wins"], result["episodes"]), number(result["tokens_per_episode"]),
+        number(result["prompt_tokens_per_episode"]), number(result["prompt_computed_per_episode"]),
+    )  # fmt: skip
+    console.print(table)
+
+
+def register(root: typer.Typer) -> None:
+    """Attach `oel eval` to the root command."""
+    root.command("eval")(evaluate_command)
