@@ -31,6 +31,10 @@ def play(
     top_p: float = typer.Option(0.8, help="Nucleus sampling threshold (OEL: 0.8)."),
     top_k: int = typer.Option(20, help="Top-k sampling (OEL: 20; 0 = off)."),
     max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
+    action_mode: str = typer.Option(
+        "text", help="text: free-text reply, bracketed action parsed (OEL); scored: the game's admissible "
+        "commands are scored and one is sampled at --temperature (falls back to text where none are listed)."
+    ),  # fmt: skip
     follow: bool = typer.Option(
         False,
         help="Serve the run's deployed checkpoint (set by `oel loop`), checking for a new one before "
@@ -44,7 +48,7 @@ def play(
         play_and_report(
             env=env, episodes=episodes, split=split, batch=batch, seed=seed, model=model, backend=backend,
             knowledge=knowledge, run=run, round_index=round, db=db, temperature=temperature, top_p=top_p,
-            top_k=top_k, max_new_tokens=max_new_tokens, follow=follow,
+            top_k=top_k, max_new_tokens=max_new_tokens, follow=follow, action_mode=action_mode,
         )  # fmt: skip
     except PlayError as exc:
         typer.echo(f"error: {exc}", err=True)

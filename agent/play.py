@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agent.backends import make_policy
+from agent.forms import make_form
 from agent.model import ModelLoadError
 from agent.policy import PolicyError, SamplingParams
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
@@ -59,7 +60,7 @@ def summary_table(summary: RolloutSummary, title: str) -> Table:
 def play_and_report(
     *, env: str, episodes: int, split: str, batch: int, seed: int, model: str | None, backend: str,
     knowledge: str, run: str, round_index: int | None, db: str | None, temperature: float, top_p: float,
-    top_k: int, max_new_tokens: int, follow: bool = False,
+    top_k: int, max_new_tokens: int, follow: bool = False, action_mode: str = "text",
 ) -> RolloutSummary:  # fmt: skip
     """Play `episodes` episodes with a live progress bar, store them, and print a summary table.
 
@@ -95,8 +96,10 @@ def play_and_report(
             policy = make_policy(backend, path)
         checkpoint_id = store.checkpoint_for_path(str(path), run_id=run_id)
         config = RolloutConfig(
-            env_id=env, split=split, episodes=episodes, batch=batch, seed=seed, sampling=sampling
-        )
+            env_id=env, split=split, episodes=episodes, batch=batch, seed=seed, sampling=sampling,
+            action_mode=action_mode,
+        )  # fmt: skip
+        make_form(policy, action_mode)  # refuse a mode the backend cannot play before anything runs
         tags = EpisodeTags(
             run_id=run_id, round_id=round_id, checkpoint_id=checkpoint_id, knowledge_version_id=knowledge_id
         )
@@ -141,6 +144,6 @@ def play_and_report(
     finally:
         store.close()
     console.print(
-        summary_table(summary, escape(f"{env} [{split}] with {policy.name}, knowledge={knowledge}"))
+        summary_table(summary, escape(f"{env} [{split}] {policy.name}, {action_mode}, knowledge={knowledge}"))
     )
     return summary

@@ -34,6 +34,9 @@ def evaluate_command(
     token_cap: int = typer.Option(2048, min=1, help="Token cap for the raw-trajectory context."),
     temperature: float = typer.Option(0.7, help="Sampling temperature (OEL: 0.7; 0 = greedy)."),
     max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
+    action_mode: str = typer.Option(
+        "text", help="text (OEL's free-text protocol) or scored (the admissible commands are scored)."
+    ),
 ) -> None:
     """Play the held-out split with knowledge in context; print pass rate and tokens per episode."""
     import gymnasium
@@ -46,6 +49,7 @@ def evaluate_command(
     from agent.backends import make_policy
     from agent.cli_errors import errors_as_lines
     from agent.extractor import policy_token_counter
+    from agent.forms import make_form
     from agent.model import resolve_model_path
     from agent.play import PlayError, resolve_knowledge
     from agent.policy import SamplingParams
@@ -61,12 +65,15 @@ def evaluate_command(
             known = ", ".join(spec.env_id for spec in envs.ENVIRONMENTS)
             raise PlayError(f"unknown environment {env!r}; registered: {known}")
         sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
-        config = EvalConfig(env_id=env, episodes=episodes, batch=batch, seed=seed, sampling=sampling)
+        config = EvalConfig(
+            env_id=env, episodes=episodes, batch=batch, seed=seed, sampling=sampling, action_mode=action_mode
+        )
         with ExperienceStore.open(db) as store:
             run_id = store.ensure_run(run)
             with console.status("loading the policy ..."):
                 path = str(resolve_model_path(model)) if backend != "langchain" else model
                 policy = make_policy(backend, path)
+            make_form(policy, action_mode)  # refuse a mode the backend cannot play before anything runs
             checkpoint_id = store.checkpoint_for_path(str(path), run_id=run_id)
             counter = policy_token_counter(policy)
             if knowledge == "raw":
@@ -88,7 +95,7 @@ def evaluate_command(
                         task, advance=1, rate=f"{summary.success_rate:.1%}"
                     ),
                 )  # fmt: skip
-    table = Table(title=escape(f"{env} held-out, {policy.name}"))
+    table = Table(title=escape(f"{env} held-out, {policy.name}, {action_mode}"))
     columns = ["knowledge", "version", "knowledge tokens", "pass rate [95% CI] (wins/n)", "gen tokens/ep",
                "prompt tokens/ep", "prompt computed/ep"]  # fmt: skip
     for column in columns:
