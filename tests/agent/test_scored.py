@@ -144,7 +144,8 @@ def test_scored_rollout_stores_the_distribution_it_sampled(store, policy):
         # the stored token log-probs are a teacher-forced recomputation's, and sum to the command's score
         exact = _from_scratch(policy.model, row.prompt_ids, row.completion_ids)
         assert torch.allclose(exact, torch.tensor(row.logprobs), atol=TOLERANCE, rtol=0)
-        scores = torch.tensor([float(_from_scratch(policy.model, row.prompt_ids, ids).sum()) for ids in cand["ids"]])
+        exact_scores = [float(_from_scratch(policy.model, row.prompt_ids, ids).sum()) for ids in cand["ids"]]
+        scores = torch.tensor(exact_scores)
         log_pi = torch.log_softmax(scores / cand["temperature"], 0)
         assert torch.allclose(log_pi, torch.tensor(cand["logprobs"]), atol=TOLERANCE, rtol=0)
     # the episode's computed prompt tokens are the steps', and fewer than it was sent
