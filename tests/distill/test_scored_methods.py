@@ -1,0 +1,197 @@
+"""Consolidation in the scored action mode: exact candidate KLs, ratios of 1, and learning that shows.
+
+The game `oeltest/Colour-v0` is registered here: one step, three admissible
+commands, and only `[blue]` wins. Its reward depends on the action and on
+nothing else, so a method that learns must raise P([blue]). Fast tests use
+the tiny random Llama (SmolLM2's tokenizer, 2 layers) at a large learning
+rate: they check that the mechanism moves the right way, not how far.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium
+import pytest
+import torch
+from round_helpers import play_round
+
+from agent.policy import encode_chat
+from agent.prompts import build_scored_messages, render_state
+from distill.candidates import candidate_log_pi, exact_kl
+from distill.consolidation import consolidate, make_job
+from distill.methods import grpo_scored, opcd_scored
+from envs.textspace import action_space, observation_space
+from memory import queries
+from memory.store import ExperienceStore
+
+torch.set_num_threads(1)
+COMMANDS = ["[red]", "[green]", "[blue]"]
+TEXT = "Choose one colour."
+KNOWLEDGE = "- EXPERIENCE ITEM: Blue always wins this game; answer [blue]."
+
+
+class ColourEnv(gymnasium.Env):
+    """One step: pick a colour; `[blue]` wins, anything else loses."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, split: str = "train") -> None:
+        self.observation_space, self.action_space = observation_space(), action_space()
+        self.split, self.seed_ = split, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.seed_ = seed or 0
+        return TEXT, {"admissible_commands": COMMANDS, "task_id": f"{self.split}-{self.seed_ % 4}"}
+
+    def step(self, action):
+        won = action == "[blue]"
+        info = {"admissible_commands": COMMANDS, "task_id": f"{self.split}-{self.seed_ % 4}", "won": won,
+                "lost": not won, "feedback": "blue" if won else "not blue"}  # fmt: skip
+        return "The game is over.", float(won), True, False, info
+
+
+if "oeltest/Colour-v0" not in gymnasium.registry:
+    gymnasium.register(id="oeltest/Colour-v0", entry_point=ColourEnv)
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory, tiny_path) -> str:
+    """Run 'r', round 0: 4 seeds x 4 scored Colour episodes by the tiny model, and a knowledge version."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('scored')}/oel.db"
+    return play_round(url, tiny_path, KNOWLEDGE, env_id="oeltest/Colour-v0", episodes=4, action_mode="scored",
+                      group_size=4)  # fmt: skip
+
+
+@pytest.fixture
+def store(played):
+    with ExperienceStore.open(played) as handle:
+        yield handle
+
+
+def _config(out: Path, **kw) -> dict:
+    defaults = dict(run="r", round=0, action_mode="scored", steps=3, lr=1e-3, temperature=1.0, save_every=10,
+                    out=str(out))  # fmt: skip
+    return {**defaults, **kw}
+
+
+def _p_blue(job, model=None) -> float:
+    prompt = encode_chat(job.tokenizer, build_scored_messages(render_state([TEXT], [])))
+    ids = [
+        job.tokenizer(c, add_special_tokens=False)["input_ids"] + [job.tokenizer.eos_token_id]
+        for c in COMMANDS
+    ]
+    with torch.no_grad():
+        (log_pi,) = candidate_log_pi(model or job.student, [prompt], [ids], [1.0], job.pad_id)
+    return float(log_pi[2].exp())
+
+
+def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path):
+    job = make_job(_config(tmp_path / "kl", method="opcd", batch=4), store)
+    job.setup()
+    try:
+        batch = job.method.sample(job, 1)
+        loss, stats = job.method.loss(job, batch.rows, batch)
+        brute = []
+        for state in batch.rows:
+
+            def pi(model, knowledge, tokenizer):
+                prompt = encode_chat(tokenizer, build_scored_messages(state.state, knowledge))
+                scores = []
+                for ids in state.candidate_ids:  # each candidate from scratch, one full forward each
+                    with torch.no_grad():
+                        logits = model(torch.tensor([prompt + ids])).logits[0, len(prompt) - 1 : -1]
+                    scores.append(
+                        torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(ids)[:, None]).sum()
+                    )
+                return torch.log_softmax(torch.stack(scores), 0)
+
+            p = pi(job.student, None, job.tokenizer)
+            q = pi(job.teacher, job.knowledge, job.teacher_tokenizer)
+            brute.append(float((p.exp() * (p - q)).sum()))
+        assert float(loss.detach()) == pytest.approx(sum(brute) / len(brute), abs=1e-5)
+        assert stats["kl"] == pytest.approx(float(loss.detach()))
+    finally:
+        job.cleanup()
+
+
+def test_scored_opcd_moves_the_student_toward_the_knowledge_prompted_teacher(store, tmp_path):
+    # the tiny model barely reads the prompt, so the KL is small and Adam must step gently
+    job = make_job(_config(tmp_path / "opcd", method="opcd", batch=4, steps=6, lr=3e-6), store)
+    job.setup()
+    try:
+        states = opcd_scored.scored_pool(job)
+        with torch.no_grad():
+            before = float(opcd_scored.state_kl(job, states, opcd_scored.student_log_pi(job, states)).mean())
+        for step in range(1, 7):
+            job.train_step(step)
+        with torch.no_grad():
+            after = float(opcd_scored.state_kl(job, states, opcd_scored.student_log_pi(job, states)).mean())
+    finally:
+        job.cleanup()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_fresh_scored_groups_have_an_importance_ratio_of_one(store, tmp_path):
+    job = make_job(_config(tmp_path / "ratio", method="rl", env_id="oeltest/Colour-v0", groups=2, group_size=4),
+                   store)  # fmt: skip
+    job.setup()
+    try:
+        batch = job.method.sample(job, 1)
+        rows = [r for r in batch.rows]
+        assert rows and all(r.step.candidate_ids for r in rows)
+        with torch.no_grad():
+            log_pi = grpo_scored.student_log_pi(job, rows)
+        for row, lp in zip(rows, log_pi, strict=True):
+            assert torch.allclose(lp, torch.tensor(row.step.logprobs, dtype=lp.dtype), atol=1e-4)
+            assert abs(exact_kl(lp, torch.tensor(row.step.logprobs, dtype=lp.dtype))) < 1e-6
+    finally:
+        job.cleanup()
+
+
+@pytest.mark.parametrize("source", ["rollouts", "round"])
+def test_filtered_grpo_in_scored_mode_raises_the_pass_rate(store, tmp_path, tiny_path, source):
+    config = _config(tmp_path / source, method="rl", env_id="oeltest/Colour-v0", source=source, groups=4,
+                     group_size=4, keep_top=0.5, steps=4, lr=1e-3)  # fmt: skip
+    job = make_job(config, store)
+    job.setup()
+    try:
+        before = _p_blue(job)
+        metrics = [job.train_step(step) for step in range(1, 5)]
+        after = _p_blue(job)
+    finally:
+        job.cleanup()
+    assert after > before + 0.2, (before, after)
+    informative = [m for m in metrics if m["updates"]]
+    assert informative and all(m["kept_groups"] <= max(1, (m["groups"] - m["skipped_groups"] + 1) // 2)
+                               for m in informative)  # fmt: skip
+    assert all(m["kept_groups"] + m["filtered_groups"] + m["skipped_groups"] == m["groups"] for m in metrics)
+
+
+def test_scored_sft_imitates_the_wins_and_refuses_a_round_without_any(store, tmp_path):
+    result = consolidate(_config(tmp_path / "sft", method="sft", steps=4, batch=4), store)
+    losses = [m["nll"] for m in result.metrics]
+    assert losses[-1] < losses[0]
+    from agent.model import load_model
+
+    trained, tokenizer = load_model(tmp_path / "sft")
+    job = make_job(_config(tmp_path / "probe", method="sft"), store)
+    job.tokenizer, job.pad_id = tokenizer, tokenizer.pad_token_id or 0
+    start, _ = load_model(queries.lineage(store, store.get_run("r"))["path"].iloc[0])
+    assert _p_blue(job, trained) > _p_blue(job, start)
+
+
+def test_scored_opcd_plus_rl_is_the_weighted_sum(store, tmp_path):
+    result = consolidate(_config(tmp_path / "both", method="opcd+rl", env_id="oeltest/Colour-v0", groups=2,
+                                 group_size=4, rl_weight=0.25, steps=2), store)  # fmt: skip
+    for m in result.metrics:
+        if m["updates"]:
+            assert m["loss"] == pytest.approx(0.25 * m.get("rl_loss", 0.0) + 0.75 * m["kl"], abs=1e-5)
+
+
+def test_a_method_without_a_scored_form_is_refused(store, tmp_path):
+    from distill.errors import ConsolidationError
+
+    with pytest.raises(ConsolidationError, match="'offpolicy' has no 'scored' action mode; it has text"):
+        make_job(_config(tmp_path / "x", method="offpolicy"), store)
