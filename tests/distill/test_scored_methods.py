@@ -134,8 +134,8 @@ def test_scored_opcd_moves_the_student_toward_the_knowledge_prompted_teacher(sto
 
 
 def test_fresh_scored_groups_have_an_importance_ratio_of_one(store, tmp_path):
-    job = make_job(_config(tmp_path / "ratio", method="rl", env_id="oeltest/Colour-v0", groups=2, group_size=4),
-                   store)  # fmt: skip
+    config = _config(tmp_path / "ratio", method="rl", env_id="oeltest/Colour-v0", groups=2, group_size=4)
+    job = make_job(config, store)
     job.setup()
     try:
         batch = job.method.sample(job, 1)
