@@ -32,8 +32,9 @@ def play(
     top_k: int = typer.Option(20, help="Top-k sampling (OEL: 20; 0 = off)."),
     max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
     action_mode: str = typer.Option(
-        "text", help="text: free-text reply, bracketed action parsed (OEL); scored: the game's admissible "
-        "commands are scored and one is sampled at --temperature (falls back to text where none are listed)."
+        "text",
+        help="text: free-text reply, bracketed action parsed (OEL); scored: the game's admissible "
+        "commands are scored and one is sampled at --temperature (falls back to text where none are listed).",
     ),  # fmt: skip
     follow: bool = typer.Option(
         False,

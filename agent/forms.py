@@ -10,11 +10,13 @@
   sharing the prompt's KV in one forward (`Policy.score`); the action is
   sampled from softmax(score / T) over the candidates, or is the argmax when
   greedy. Every action is then valid, which is what lets a 135M model act at
-  all. The prompt is the compact, append-only `agent.prompts.build_scored_prompt`,
-  so each step's prompt extends the previous one and prefix reuse computes
-  only the new observation. Where a step lists no commands (tool tasks) the
-  form falls back to text for that step, and the episode says so
-  (`text-fallback`).
+  all. The prompt is `agent.prompts.build_scored_prompt`: OEL's, its question
+  naming the commands, and by default only the current observation as the
+  state (the grid games are fully observed; every step's prompt is short to
+  train on, and the prefix cache still shares what prompts have in common:
+  the role, the knowledge, a GRPO group's identical first prompt). Where a
+  step lists no commands (tool tasks) the form falls back to text for that
+  step, and the episode says so (`text-fallback`).
 
 What a scored step stores: the chosen command's token ids as the completion,
 their exact token log-probs (T = 1; they sum to the command's score), and the
@@ -37,7 +39,13 @@ import torch
 
 from agent.actions import parse_action
 from agent.policy import Policy, PolicyError, SamplingParams
-from agent.prompts import build_messages, build_scored_messages
+from agent.prompts import (
+    PromptConfig,
+    build_messages,
+    build_scored_messages,
+    render_scored_state,
+    render_state,
+)
 
 ACTION_MODES = ("text", "scored")
 
@@ -47,6 +55,8 @@ class Decision:
     """One slot's step: the action, and everything the store keeps about how it was chosen."""
 
     action: str
+    state: str
+    """The knowledge-free situation text the prompt was built from."""
     prompt: str
     """The user message actually sent."""
     completion_text: str
@@ -63,13 +73,17 @@ class Decision:
         return "text" if self.candidates is None else "scored"
 
 
+History = tuple[Sequence[str], Sequence[str]]
+"""(observations, actions) of an episode so far: one more observation than actions."""
+
+
 class ActionForm(Protocol):
-    """Turns a batch of states into actions."""
+    """Turns a batch of episodes so far into actions."""
 
     mode: str
 
     def act(
-        self, states: Sequence[str], admissible: Sequence[Sequence[str] | None], knowledge: str | None,
+        self, histories: Sequence[History], admissible: Sequence[Sequence[str] | None], knowledge: str | None,
         params: SamplingParams,
     ) -> list[Decision]: ...  # fmt: skip
 
@@ -79,18 +93,21 @@ class TextForm:
 
     mode = "text"
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, prompt: PromptConfig | None = None) -> None:
         self.policy = policy
+        self.prompt = prompt or PromptConfig()
 
     def act(
-        self, states: Sequence[str], admissible: Sequence[Sequence[str] | None], knowledge: str | None,
+        self, histories: Sequence[History], admissible: Sequence[Sequence[str] | None], knowledge: str | None,
         params: SamplingParams,
     ) -> list[Decision]:  # fmt: skip
+        states = [render_state(observations, actions, self.prompt) for observations, actions in histories]
         conversations = [build_messages(state, knowledge) for state in states]
         completions = self.policy.generate(conversations, params)
         return [
             Decision(
                 action=parse_action(c.text, commands).action,
+                state=state,
                 prompt=conv[0]["content"],
                 completion_text=c.text,
                 prompt_ids=c.prompt_ids,
@@ -99,7 +116,7 @@ class TextForm:
                 latency_s=c.latency_s,
                 prompt_computed=c.prompt_computed,
             )  # fmt: skip
-            for conv, c, commands in zip(conversations, completions, admissible, strict=True)
+            for state, conv, c, commands in zip(states, conversations, completions, admissible, strict=True)
         ]
 
 
@@ -108,30 +125,34 @@ class ScoredForm:
 
     mode = "scored"
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, prompt: PromptConfig | None = None) -> None:
         if not getattr(policy, "can_score", False):
             raise PolicyError(
                 f"{policy.name} cannot score candidate actions exactly, so it cannot play "
                 "--action-mode scored; use the hf backend, or --action-mode text"
             )
         self.policy = policy
-        self.text = TextForm(policy)
+        self.prompt = prompt or PromptConfig()
+        self.text = TextForm(policy, self.prompt)
         self._calls = 0
 
     def act(
-        self, states: Sequence[str], admissible: Sequence[Sequence[str] | None], knowledge: str | None,
+        self, histories: Sequence[History], admissible: Sequence[Sequence[str] | None], knowledge: str | None,
         params: SamplingParams,
     ) -> list[Decision]:  # fmt: skip
         scored = [i for i, commands in enumerate(admissible) if commands]
         plain = [i for i, commands in enumerate(admissible) if not commands]
-        decisions: list[Decision | None] = [None] * len(states)
+        decisions: list[Decision | None] = [None] * len(histories)
         if plain:
-            fallback = self.text.act([states[i] for i in plain], [None] * len(plain), knowledge, params)
+            fallback = self.text.act([histories[i] for i in plain], [None] * len(plain), knowledge, params)
             for i, decision in zip(plain, fallback, strict=True):
                 decisions[i] = decision
         if scored:
-            conversations = [build_scored_messages(states[i], knowledge) for i in scored]
+            states = {i: render_scored_state(*histories[i], self.prompt) for i in scored}
             commands = [list(admissible[i]) for i in scored]
+            conversations = [
+                build_scored_messages(states[i], c, knowledge) for i, c in zip(scored, commands, strict=True)
+            ]
             results = self.policy.score(conversations, commands)
             generator = None
             if params.seed is not None:
@@ -146,7 +167,8 @@ class ScoredForm:
                 else:
                     chosen = int(torch.multinomial(log_pi.exp(), 1, generator=generator))
                 decisions[i] = Decision(
-                    action=options[chosen], prompt=conv[0]["content"], completion_text=options[chosen],
+                    action=options[chosen], state=states[i], prompt=conv[0]["content"],
+                    completion_text=options[chosen],
                     prompt_ids=result.prompt_ids, completion_ids=result.candidate_ids[chosen],
                     logprobs=result.token_logprobs[chosen], latency_s=result.latency_s,
                     prompt_computed=result.prompt_computed,
@@ -158,10 +180,10 @@ class ScoredForm:
         return decisions
 
 
-def make_form(policy: Policy, action_mode: str) -> ActionForm:
+def make_form(policy: Policy, action_mode: str, prompt: PromptConfig | None = None) -> ActionForm:
     """The form for `action_mode` (text or scored) on `policy`; PolicyError names what is possible."""
     if action_mode == "text":
-        return TextForm(policy)
+        return TextForm(policy, prompt)
     if action_mode == "scored":
-        return ScoredForm(policy)
+        return ScoredForm(policy, prompt)
     raise PolicyError(f"unknown action mode {action_mode!r}; choose one of {', '.join(ACTION_MODES)}")

@@ -152,6 +152,40 @@ def extract(
     )
 
 
+@app.command("add")
+def add(
+    file: str = typer.Option(
+        ..., "--file", help="Markdown file with one '- EXPERIENCE ITEM: ...' line per rule."
+    ),
+    run: str = typer.Option("default", help="Run the knowledge belongs to (created if new)."),
+    author: str = typer.Option("person", help="Who wrote it; recorded as each item's provenance."),
+    round: int | None = typer.Option(None, "--round", help="File the knowledge under this round."),
+    model: str | None = typer.Option(None, help=MODEL_HELP + " Its tokenizer measures the knowledge."),
+    token_cap: int = typer.Option(2048, min=1, help="Most tokens the knowledge may take in a prompt."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Store a person-written knowledge version (OPCD's system-prompt distillation uses it like any other)."""
+    from transformers import AutoTokenizer
+
+    from agent.model import resolve_model_path
+    from memory.knowledge.authored import add_authored_knowledge, read_items
+    from memory.knowledge.generator import tokenizer_counter
+    from memory.store import ExperienceStore
+
+    with errors_as_lines():
+        items = read_items(file)
+        tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path(model)), local_files_only=True)
+        with ExperienceStore.open(db) as store:
+            run_id = store.ensure_run(run)
+            round_id = store.start_round(run_id, round) if round is not None else None
+            version_id, _text, created = add_authored_knowledge(
+                store, run_id, items, author=author, round_id=round_id,
+                count_tokens=tokenizer_counter(tokenizer), token_cap=token_cap, source=str(file),
+            )  # fmt: skip
+    how = "stored" if created else "already stored (same text)"
+    typer.echo(f"version {version_id} {how}: {len(items)} items by {author} in run {run!r}")
+
+
 @app.command("show")
 def show(
     version: int | None = typer.Option(None, help="Knowledge version id (default: list the run's versions)."),

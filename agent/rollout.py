@@ -30,7 +30,7 @@ from typing import Any
 
 from agent.forms import make_form
 from agent.policy import Policy, SamplingParams
-from agent.prompts import PromptConfig, render_state
+from agent.prompts import PromptConfig
 from envs.vector import TextVectorEnv
 from memory.records import StepRecord
 from memory.store import ExperienceStore
@@ -127,6 +127,7 @@ class _Slot:
     total_return: float = 0.0
     modes: set[str] = field(default_factory=set)
     prompt_computed: int | None = 0
+    valid_actions: int | None = 0
 
 
 def run_rollouts(
@@ -148,7 +149,7 @@ def run_rollouts(
     import envs  # noqa: F401  (registers the environments with gymnasium)
 
     tags = tags or EpisodeTags()
-    form = make_form(policy, config.action_mode)
+    form = make_form(policy, config.action_mode, config.prompt)
     todo = list(seeds) if seeds is not None else [config.seed + i for i in range(config.episodes)]
     summary = RolloutSummary()
     if not todo:
@@ -173,19 +174,23 @@ def run_rollouts(
     try:
         while venv.live:
             live = venv.live
-            states = [render_state(slots[i].observations, slots[i].actions, config.prompt) for i in live]
+            histories = [(slots[i].observations, slots[i].actions) for i in live]
             admissible = [venv.infos[i].get("admissible_commands") for i in live]
-            decisions = form.act(states, admissible, knowledge, config.sampling)
+            decisions = form.act(histories, admissible, knowledge, config.sampling)
             summary.policy_calls += 1
             actions = {i: d.action for i, d in zip(live, decisions, strict=True)}
             observations, rewards, terminated, truncated, infos = venv.step(actions)
             finished: list[tuple[int, dict, list[StepRecord], dict]] = []
-            for i, state, decision in zip(live, states, decisions, strict=True):
+            for i, decision, commands in zip(live, decisions, admissible, strict=True):
                 slot = slots[i]
+                if slot.valid_actions is not None and commands:
+                    slot.valid_actions += decision.action in commands
+                else:
+                    slot.valid_actions = None
                 slot.records.append(
                     StepRecord(
                         index=len(slot.actions),
-                        state=state,
+                        state=decision.state,
                         prompt=decision.prompt,
                         completion_text=decision.completion_text,
                         action=decision.action,
@@ -237,6 +242,7 @@ def run_rollouts(
                         "lost": bool(info.get("lost", False)),
                         "feedback": str(info.get("feedback", "")),
                         "prompt_computed": slot.prompt_computed,
+                        "valid_actions": slot.valid_actions,
                     }
                     finished.append((i, header, slot.records, result))
             if finished:

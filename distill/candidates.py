@@ -28,6 +28,8 @@ class ScoredState:
     """The knowledge-free state text (a teacher's prompt is rebuilt from it)."""
     prompt_ids: list[int]
     """The exact prompt the policy scored."""
+    commands: list[str]
+    """The candidate commands (a teacher's prompt names them, as the student's did)."""
     candidate_ids: list[list[int]]
     """Every candidate's reply tokens, as scored."""
     chosen: int
@@ -41,7 +43,8 @@ class ScoredState:
     def from_step(cls, state: str, prompt_ids: list[int], candidates: dict) -> ScoredState:
         """From a stored step's state, prompt ids and candidates record (`memory.records.StepRecord`)."""
         return cls(
-            state=state, prompt_ids=list(prompt_ids), candidate_ids=[list(c) for c in candidates["ids"]],
+            state=state, prompt_ids=list(prompt_ids), commands=list(candidates["commands"]),
+            candidate_ids=[list(c) for c in candidates["ids"]],
             chosen=int(candidates["chosen"]), logprobs=[float(x) for x in candidates["logprobs"]],
             temperature=float(candidates["temperature"]),
         )  # fmt: skip

@@ -38,6 +38,7 @@ Layout of the output folder: `distill.checkpointing`; the student forms:
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -52,10 +53,11 @@ from agent.model import load_model, resolve_model_path
 from agent.policy import Completion, SamplingParams, encode_chat
 from agent.prompts import build_messages
 from distill import checkpointing as ckpt
+from distill import validation
 from distill.data import round_checkpoint_path, round_steps
 from distill.errors import ConsolidationError
 from distill.losses import DEFAULT_CHUNK
-from distill.students import FORMS, SCALES, load_student, save_final
+from distill.students import FORMS, SCALES, load_student, save_final, train_top_layers
 from distill.ternary.config import PATTERNS
 from memory.store import ExperienceStore
 
@@ -115,11 +117,25 @@ class JobConfig:
     """Teacher rows turned into full-vocabulary logits at a time."""
     micro_batch: int = 8
     """Rows (turns) per forward/backward pass; gradients accumulate over the batch."""
+    train_layers: int | None = None
+    """Train only the last N transformer blocks (and the final norm); None: every weight."""
     device: str | None = None
     """torch device; None: cuda if available, else cpu."""
+    eval_every: int = 0
+    """Play the student greedily on validation tasks before training and every this many steps; 0: off."""
+    eval_episodes: int = 32
+    """Validation tasks per evaluation (train-split seeds reserved for it, never the held-out maps)."""
+    eval_env: str | None = None
+    """Validation environment; None: the method's env_id, else the round's environment."""
+    keep_best: bool = False
+    """Deploy the best-validated weights seen (the start counts), not the last; needs eval_every."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "max_new_tokens", "save_every", "chunk", "micro_batch"):
+        if self.keep_best and not self.eval_every:
+            raise ConsolidationError("keep_best needs eval_every > 0: there is nothing to pick the best from")
+        if self.eval_every < 0:
+            raise ConsolidationError(f"eval_every must be >= 0, got {self.eval_every}")
+        for name in ("steps", "max_new_tokens", "save_every", "chunk", "micro_batch", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ConsolidationError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
@@ -242,7 +258,7 @@ class ConsolidationJob:
         if self.done_checkpoint is not None:
             self.start_step = self.job["steps"]
             return
-        if cfg.steps < self.job.get("steps", 0):
+        if self.done_checkpoint is None and cfg.steps < self.job.get("steps", 0):
             raise ConsolidationError(
                 f"{self.out} was started for {self.job['steps']} steps; --steps cannot shrink"
             )
@@ -252,6 +268,8 @@ class ConsolidationJob:
         self.student, self.tokenizer = load_student(
             self.job["start_path"], cfg.student, cfg.pattern, cfg.scale, self.device
         )
+        if cfg.train_layers is not None:
+            train_top_layers(self.student, cfg.train_layers)
         if self.method.needs_teacher():
             self.teacher, self.teacher_tokenizer = load_model(
                 self.job["teacher_path"], dtype=torch.float32, device=self.device
@@ -425,8 +443,12 @@ class ConsolidationJob:
         cfg = self.config
         metrics: list[dict[str, Any]] = []
         if self.done_checkpoint is None:
+            if cfg.eval_every and "validation" not in self.job:  # the start, before any step
+                self._validate(0)
             for step in range(self.start_step + 1, cfg.steps + 1):
                 row = self.train_step(step)
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    row["val_pass_rate"] = self._validate(step)
                 self.pending.append(row)
                 metrics.append(row)
                 if on_step is not None:
@@ -438,6 +460,34 @@ class ConsolidationJob:
             out=self.out, consolidation_id=self.job["consolidation_id"], checkpoint_id=self.done_checkpoint,
             start_step=self.start_step, metrics=metrics,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ validation (distill.validation)
+
+    def _validation_env(self) -> tuple[str, dict]:
+        cfg = self.config
+        own = getattr(self.method_config, "env_id", None)
+        env = cfg.eval_env or own
+        if env is None:
+            env = round_steps(self.store, cfg.run, cfg.round, cfg.split)["env"].mode()[0]
+        kwargs = dict(getattr(self.method_config, "env_kwargs", {}) or {}) if env == own else {}
+        return env, kwargs
+
+    def _validate(self, step: int) -> float:
+        """Validation pass rate after `step`; with keep_best, keep the weights when they are the best yet."""
+        env, kwargs = self._validation_env()
+        rate = validation.validate(
+            self.store, self.student, self.tokenizer, run_id=self.run_id,
+            consolidation_id=self.job["consolidation_id"], step=step, env_id=env, env_kwargs=kwargs,
+            episodes=self.config.eval_episodes, action_mode=self.config.action_mode,
+            max_new_tokens=self.config.max_new_tokens,
+        )  # fmt: skip
+        record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
+        record["history"] = [h for h in record["history"] if h[0] != step] + [[step, rate]]
+        if self.config.keep_best and rate > record["best_rate"]:
+            validation.save_best(self.student, self.out)
+            record["best_step"], record["best_rate"] = step, rate
+        ckpt.write_job(self.out, self.job)
+        return rate
 
     # ------------------------------------------------------------------ saving
 
@@ -453,18 +503,22 @@ class ConsolidationJob:
 
     def _finish(self) -> int:
         """Write the final folder, register it, close the consolidation row; return the checkpoint id."""
-        fmt, bits = save_final(self.student, self.tokenizer, self.out, self.config.student)
         job = self.job
+        best = job.get("validation", {}).get("best_step")
+        if self.config.keep_best and best is not None and best != self.config.steps:
+            validation.restore_best(self.student, self.out)
+        fmt, bits = save_final(self.student, self.tokenizer, self.out, self.config.student)
         checkpoint_id = self.store.register_checkpoint(
             path=str(self.out.resolve()), parent_id=job["parent_checkpoint_id"], run_id=job["run_id"],
             round_id=job["round_id"], method=self.config.method, fmt=fmt, bits_per_weight=bits,
             meta={"hparams": job["hparams"], "consolidation_id": job["consolidation_id"],
-                  "knowledge_version_id": job["knowledge_version_id"]},
+                  "knowledge_version_id": job["knowledge_version_id"], "validation": job.get("validation")},
         )  # fmt: skip
         job["checkpoint_id"] = checkpoint_id
         ckpt.write_job(self.out, job)
         self.store.finish_consolidation(job["consolidation_id"], checkpoint_id)
         ckpt.remove_snapshots(self.out)
+        shutil.rmtree(self.out / validation.BEST_DIR, ignore_errors=True)
         return checkpoint_id
 
     def cleanup(self) -> None:

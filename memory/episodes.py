@@ -36,8 +36,9 @@ EPISODE_HEADER = {
 """Keys an episode header may carry; env_id, task_id, seed and split are required."""
 _EPISODE_HEADER_REQUIRED = {"env_id", "task_id", "seed", "split"}
 EPISODE_RESULT = {"total_return", "won", "lost", "feedback"}
-"""Keys an episode result must carry; `prompt_computed` (tokens actually prefilled) is optional."""
-_EPISODE_RESULT_OPTIONAL = {"prompt_computed"}
+"""Keys an episode result must carry; `prompt_computed` (tokens actually prefilled) and `valid_actions`
+(steps whose action was admissible) are optional."""
+_EPISODE_RESULT_OPTIONAL = {"prompt_computed", "valid_actions"}
 
 # Column order of the step tuples below; it is the table's own order, so a positional driver takes them as is.
 _STEP_COLUMNS = [c.name for c in Step.__table__.columns if c.name != "id"]
@@ -126,6 +127,7 @@ def _episode_row(
         "n_tokens": _token_total(steps, "completion_ids"),
         "n_prompt_tokens": _token_total(steps, "prompt_ids"),
         "n_prompt_computed": result.get("prompt_computed"),
+        "n_valid_actions": result.get("valid_actions"),
         "started_at": now,
         "finished_at": now,
     }

@@ -187,6 +187,8 @@ class Episode(Base):
     n_prompt_tokens: Mapped[int | None] = mapped_column(default=0)
     n_prompt_computed: Mapped[int | None]
     """Prompt tokens actually run through the model (the rest came from the prefix cache)."""
+    n_valid_actions: Mapped[int | None]
+    """Steps whose action was one of the game's admissible commands; None if the game lists none."""
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

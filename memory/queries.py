@@ -194,6 +194,7 @@ _EPISODE_COLUMNS = [
     Episode.n_tokens,
     Episode.n_prompt_tokens,
     Episode.n_prompt_computed,
+    Episode.n_valid_actions,
     Episode.feedback,
     Episode.started_at,
     Episode.finished_at,

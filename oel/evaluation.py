@@ -54,9 +54,10 @@ class EvalConfig:
     """text or scored (`agent.forms`); part of the condition: episodes of the other mode do not count."""
 
 
-def condition_figures(df: pd.DataFrame) -> dict[str, Any]:
-    """Pass rate (with its 95% interval) and token counts of a set of episodes, one per seed."""
-    df = df.drop_duplicates("seed", keep="first")
+def condition_figures(df: pd.DataFrame, per_seed: bool = True) -> dict[str, Any]:
+    """Pass rate (with its 95% interval) and token counts of a set of episodes (one per seed by default)."""
+    if per_seed:
+        df = df.drop_duplicates("seed", keep="first")
     n = len(df)
     wins = int(df["won"].astype(bool).sum()) if n else 0
     low, high = wilson_interval(wins, n)

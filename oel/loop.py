@@ -32,7 +32,9 @@ the same episodes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,12 +42,13 @@ from typing import Any
 import pandas as pd
 
 from agent.backends import make_policy
-from agent.extractor import PolicyTextGenerator, policy_token_counter
+from agent.extractor import PolicyTextGenerator, make_extractor, policy_token_counter
 from agent.model import resolve_model_path
-from agent.policy import Policy
+from agent.policy import Policy, SamplingParams
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
 from distill.consolidation import consolidate
 from memory import queries
+from memory.knowledge.authored import add_authored_knowledge, read_items
 from memory.knowledge.extract import extract_knowledge
 from memory.rounds import PHASES
 from memory.store import ExperienceStore
@@ -179,14 +182,14 @@ class OnlineLoop:
         )
 
     def _play(self, policy: Policy, split: str, seeds: list[int], knowledge: str | None, tags: EpisodeTags,
-              batch: int) -> None:  # fmt: skip
+              batch: int, sampling: SamplingParams) -> None:  # fmt: skip
         cfg = self.config
         rollout = RolloutConfig(
             env_id=cfg.run.env_id,
             split=split,
             batch=batch,
             env_kwargs=cfg.run.env_kwargs,
-            sampling=cfg.sampling,
+            sampling=sampling,
             action_mode=cfg.run.action_mode,
         )
         run_rollouts(
@@ -205,15 +208,21 @@ class OnlineLoop:
             claimed = self.store.claim_episodes(self.run_id, round_id, cfg.run.env_id)
             self.ui.phase_started(index, "collect", len(claimed))
         else:
-            first = cfg.collect.seed + index * cfg.collect.episodes
-            seeds = list(range(first, first + cfg.collect.episodes))
-            have = set(self._round_episodes(index, "train")["seed"].astype(int))
-            missing = [s for s in seeds if s not in have]
+            have = Counter(self._round_episodes(index, "train")["seed"].astype(int))
+            missing = []
+            for seed in cfg.collect.seeds(index):  # each seed group_size times; what is stored counts
+                if have[seed] > 0:
+                    have[seed] -= 1
+                else:
+                    missing.append(seed)
             self.ui.phase_started(index, "collect", len(missing))
             if missing:
                 tags = EpisodeTags(self.run_id, round_id, checkpoint_id, version_id)
-                self._play(self._policy_for(path), "train", missing, text, tags, cfg.collect.batch)
-        figures = condition_figures(self._round_episodes(index, "train"))
+                sampling = cfg.sampling
+                if cfg.collect.temperature is not None:  # exploration has its own temperature
+                    sampling = dataclasses.replace(sampling, temperature=cfg.collect.temperature)
+                self._play(self._policy_for(path), "train", missing, text, tags, cfg.collect.batch, sampling)
+        figures = condition_figures(self._round_episodes(index, "train"), per_seed=False)
         if not figures["episodes"]:
             raise RuntimeError(f"round {index} has no train episodes to learn from")
         return {**figures, "checkpoint_id": checkpoint_id, "path": path, "knowledge_version_id": version_id}
@@ -221,17 +230,39 @@ class OnlineLoop:
     # ------------------------------------------------------------------ 2. extract
 
     def _extract(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
-        version = self.store.latest_knowledge_version(self.run_id, kinds=("extracted",), round_id=round_id)
-        stored = version[0] if version else None
-        if stored is None:
-            collected = done["collect"]
+        settings = self.config.extract
+        if settings.source == "none":
+            return {"knowledge_version_id": None, "source": "none"}
+        collected = done["collect"]
+        if settings.source == "file":
             policy = self._policy_for(collected["path"])
+            stored, _text, _created = add_authored_knowledge(
+                self.store, self.run_id, read_items(settings.file), author=settings.author, round_id=round_id,
+                count_tokens=policy_token_counter(policy), token_cap=settings.token_cap, source=settings.file,
+            )  # fmt: skip
+        else:
+            version = self.store.latest_knowledge_version(
+                self.run_id, kinds=("extracted",), round_id=round_id
+            )
+            stored = version[0] if version else None
+        if stored is None:
+            policy = self._policy_for(collected["path"])
+            generator, extractor_checkpoint = PolicyTextGenerator(policy), collected["checkpoint_id"]
+            if settings.source == "model":
+                generator, extractor = make_extractor(
+                    None, settings.extractor_model, settings.extractor_backend
+                )
+                extractor_checkpoint = None
+                if settings.extractor_backend != "langchain":
+                    extractor_checkpoint = self.store.checkpoint_for_path(
+                        str(resolve_model_path(settings.extractor_model)), run_id=self.run_id
+                    )
             ids = [int(i) for i in self._round_episodes(index, "train")["id"]]
             self.ui.phase_started(index, "extract", len(ids))
             result = extract_knowledge(
-                self.store, PolicyTextGenerator(policy), ids, run_id=self.run_id, round_id=round_id,
-                extractor_checkpoint_id=collected["checkpoint_id"], count_tokens=policy_token_counter(policy),
-                config=self.config.extract, on_batch=lambda n, total, counts: self.ui.advance(),
+                self.store, generator, ids, run_id=self.run_id, round_id=round_id,
+                extractor_checkpoint_id=extractor_checkpoint, count_tokens=policy_token_counter(policy),
+                config=settings, on_batch=lambda n, total, counts: self.ui.advance(),
             )  # fmt: skip
             stored = result.version_id
         versions = queries.knowledge_versions(self.store, self.run_id)
@@ -240,6 +271,7 @@ class OnlineLoop:
         return {
             "knowledge_version_id": int(stored), "items": int(row["n_items"]), "tokens": int(row["n_tokens"]),
             "added": meta.get("added"), "agreed": meta.get("agreed"), "rejected": meta.get("counts"),
+            "source": settings.source,
         }  # fmt: skip
 
     # ------------------------------------------------------------------ 3. consolidate
@@ -276,6 +308,8 @@ class OnlineLoop:
         }
         conditions = {}
         for name in self.config.evaluate.conditions:
+            if name == "knowledge" and version_id is None:
+                continue  # the round has no knowledge ([extract] source = "none")
             checkpoint_id, path, knowledge_id = plans[name]
             conditions[name] = self._evaluate_condition(
                 index, round_id, name, checkpoint_id, path, knowledge_id

@@ -44,6 +44,9 @@ def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
         for name in CONDITIONS:
             cond = conditions.get(name, {})
             row[f"pass_{name}"] = cond.get("pass_rate")
+            row[f"low_{name}"] = cond.get("ci_low")
+            row[f"high_{name}"] = cond.get("ci_high")
+            row[f"n_{name}"] = cond.get("episodes")
             row[f"tokens_{name}"] = cond.get("tokens_per_episode")
         row["train_episodes"] = res.get("collect", {}).get("episodes")
         row["train_pass"] = res.get("collect", {}).get("pass_rate")
@@ -55,8 +58,32 @@ def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
         row["method"] = res.get("consolidate", {}).get("method")
         for phase in ("collect", "extract", "consolidate", "evaluate"):
             row[f"{phase}_s"] = res.get(phase, {}).get("seconds")
+        train = queries.episodes(store, run=run_id, round=index, split="train")
+        known = train[train["n_valid_actions"].notna()]
+        row["valid_actions"] = (
+            float(known["n_valid_actions"].sum()) / float(known["n_steps"].sum())
+            if known["n_steps"].sum()
+            else None
+        )
+        row.update(_group_counts(store, run_id, index))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _group_counts(store: ExperienceStore, run_id: int, round_index: int) -> dict[str, Any]:
+    """RL groups of the round's consolidation: kept, filtered by keep_top, skipped (no signal), per step."""
+    steps = queries.loss_curves(store, run_id)
+    metrics = [m or {} for m in steps.loc[steps["round"] == round_index, "metrics"]]
+    metrics = [m for m in metrics if "groups" in m]
+    if not metrics:
+        return {"rl_steps": None, "kept_groups": None, "filtered_groups": None, "skipped_groups": None}
+    return {
+        "rl_steps": len(metrics),
+        **{
+            key: sum(m.get(key, 0) for m in metrics)
+            for key in ("kept_groups", "filtered_groups", "skipped_groups")
+        },
+    }
 
 
 def loss_curves(store: ExperienceStore, run_id: int) -> pd.DataFrame:
@@ -79,7 +106,14 @@ def _plot_conditions(
         if values.notna().any():
             scaled = values.astype(float) * scale
             top = max(top, float(scaled.max()))
-            ax.plot(rows["round"], scaled, marker="o", label=LABELS[name])
+            line = ax.plot(rows["round"], scaled, marker="o", label=LABELS[name])[0]
+            if percent and f"low_{name}" in rows and rows[f"low_{name}"].notna().any():
+                low, high = (
+                    rows[f"low_{name}"].astype(float) * scale,
+                    rows[f"high_{name}"].astype(float) * scale,
+                )
+                ax.fill_between(rows["round"], low, high, color=line.get_color(), alpha=0.15)
+                top = max(top, float(high.max()))
     ax.set_ylim(0, max(10.0 if percent else 1.0, 1.15 * top))  # rates and lengths start at zero
     ax.set_xlabel("round")
     ax.set_ylabel(ylabel)
@@ -87,6 +121,38 @@ def _plot_conditions(
     ax.set_xticks(list(rows["round"]))
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_learning(rows: pd.DataFrame, path: Path) -> None:
+    """The learning curve: consolidated pass rate with its interval, valid-action rate, RL groups per round."""
+    import matplotlib.pyplot as plt
+
+    fig, (rate, valid, groups) = plt.subplots(1, 3, figsize=(13, 4))
+    best = next((c for c in ("consolidated", "none") if rows[f"pass_{c}"].notna().any()), "none")
+    values = rows[f"pass_{best}"].astype(float) * 100
+    if values.notna().any():
+        low, high = rows[f"low_{best}"].astype(float) * 100, rows[f"high_{best}"].astype(float) * 100
+        rate.errorbar(rows["round"], values, yerr=[values - low, high - values], marker="o", capsize=4)
+    rate.set_ylim(0, max(10.0, 1.15 * float(rows[f"high_{best}"].astype(float).max() * 100 or 0)))
+    rate.set_title(f"held-out pass rate, {LABELS[best]} (95% CI)")
+    valid.plot(rows["round"], rows["valid_actions"].astype(float) * 100, marker="o")
+    valid.set_ylim(0, 105)
+    valid.set_title("valid actions while collecting (%)")
+    kinds = ("kept_groups", "filtered_groups", "skipped_groups")
+    bottom = pd.Series(0.0, index=rows.index)
+    for kind in kinds:
+        counts = rows[kind].fillna(0).astype(float)
+        groups.bar(rows["round"], counts, bottom=bottom, label=kind.replace("_groups", ""))
+        bottom += counts
+    groups.set_title("RL groups per round (summed over steps)")
+    groups.legend()
+    for ax in (rate, valid, groups):
+        ax.set_xlabel("round")
+        ax.set_xticks(list(rows["round"]))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -128,6 +194,26 @@ def _plot_losses(losses: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _learning_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per round: each condition's pass rate with its 95% interval and maps, valid actions, RL groups."""
+    table = rows[["round"]].copy()
+    for name in CONDITIONS:
+        table[name] = [
+            "-" if pd.isna(rate) else f"{100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({int(n)})"
+            for rate, low, high, n in zip(
+                rows[f"pass_{name}"],
+                rows[f"low_{name}"],
+                rows[f"high_{name}"],
+                rows[f"n_{name}"],
+                strict=True,
+            )
+        ]
+    table["valid actions"] = rows["valid_actions"]
+    for kind in ("kept_groups", "filtered_groups", "skipped_groups"):
+        table[kind.replace("_", " ")] = rows[kind]
+    return table
+
+
 def _markdown_table(df: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
         if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -158,6 +244,7 @@ def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
         rows, "tokens", "generated tokens / episode", "response length", folder / "tokens.png", False
     )
     _plot_knowledge(rows, folder / "knowledge.png")
+    _plot_learning(rows, folder / "learning.png")
     _plot_losses(losses, folder / "loss.png")
 
     growth = queries.knowledge_growth(store, run_id)
@@ -173,6 +260,12 @@ def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
         _markdown_table(
             rows[["round", "status", *[f"pass_{c}" for c in CONDITIONS], "train_episodes", "train_pass"]]
         ),  # fmt: skip
+        "",
+        "## Learning curve",
+        "",
+        "![learning](learning.png)",
+        "",
+        _markdown_table(_learning_table(rows)),
         "",
         "## Tokens per episode",
         "",

@@ -7,7 +7,8 @@ as on the component's command line:
     [run]          RunSettings          what to deploy where, how many rounds
     [sampling]     agent SamplingParams how the deployed policy samples (collection and evaluation)
     [collect]      CollectSettings      train episodes per round
-    [extract]      ExtractionConfig     knowledge extraction and accumulation (memory.knowledge)
+    [extract]      ExtractSettings      where knowledge comes from (policy, model, file, none) and
+                                        how it is extracted (memory.knowledge's ExtractionConfig)
     [consolidate]  distill JobConfig + the method's Config (OPCD / baselines / RL, dense or ternary)
     [evaluate]     EvaluateSettings     held-out episodes per condition
     [watch]        WatchSettings        triggers for `oel loop --watch`
@@ -74,13 +75,43 @@ class CollectSettings:
     """Collection on the train split with the deployed checkpoint."""
 
     episodes: int = 16
-    """Train episodes per round (round r plays seeds seed + r*episodes ...)."""
+    """Train episodes per round: episodes / group_size seeds, round r starting after round r-1's."""
+    group_size: int = 1
+    """Episodes played from each seed; G >= 2 makes the round's episodes GRPO groups (RL source = round)."""
     batch: int = 16
     """Environments stepped together (one batched policy call per step)."""
     seed: int = 0
     """First train seed of round 0."""
+    temperature: float | None = None
+    """Sampling temperature while collecting (exploration; scored: over the candidates); None: [sampling]."""
     with_knowledge: bool = False
     """Deploy with the latest knowledge in context while collecting (OEL deploys without it)."""
+
+    def seeds(self, round_index: int) -> list[int]:
+        """The round's train seeds, each repeated group_size times."""
+        n = self.episodes // self.group_size
+        first = self.seed + round_index * n
+        return [s for s in range(first, first + n) for _ in range(self.group_size)]
+
+
+EXTRACT_SOURCES = ("policy", "model", "file", "none")
+
+
+@dataclass
+class ExtractSettings(ExtractionConfig):
+    """Where a round's knowledge comes from, and how extraction runs (memory.knowledge's settings)."""
+
+    source: str = "policy"
+    """policy (the deployed model extracts, OEL), model (extractor_model does), file (a person's file,
+    `oel knowledge add`), or none (no knowledge: RL-only runs skip the phase)."""
+    extractor_model: str | None = None
+    """source = model: the extractor's local HF folder, or for the langchain backend an import spec."""
+    extractor_backend: str = "hf"
+    """source = model: the extractor's policy backend."""
+    file: str | None = None
+    """source = file: the Markdown file of '- EXPERIENCE ITEM:' lines (relative to the run file)."""
+    author: str = "person"
+    """source = file: recorded as the items' author."""
 
 
 @dataclass
@@ -116,7 +147,7 @@ class LoopConfig:
     run: RunSettings = field(default_factory=RunSettings)
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
     collect: CollectSettings = field(default_factory=CollectSettings)
-    extract: ExtractionConfig = field(default_factory=ExtractionConfig)
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
     consolidate: dict[str, Any] = field(default_factory=dict)
     """Fields of `distill.job.JobConfig` and of the chosen method's Config (method, steps, lr, ...)."""
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
@@ -240,6 +271,23 @@ def validate(config: LoopConfig, source: str) -> None:
         for name in ("episodes", "batch"):
             if getattr(getattr(config, section), name) < 1:
                 raise LoopConfigError(f"{source} [{section}].{name} must be >= 1")
+    collect = config.collect
+    if collect.group_size < 1 or collect.episodes % collect.group_size:
+        raise LoopConfigError(
+            f"{source} [collect].group_size must be >= 1 and divide episodes ({collect.episodes}), "
+            f"got {collect.group_size}"
+        )
+    if collect.temperature is not None and collect.temperature < 0:
+        raise LoopConfigError(f"{source} [collect].temperature must be >= 0, got {collect.temperature}")
+    extract = config.extract
+    if extract.source not in EXTRACT_SOURCES:
+        raise LoopConfigError(
+            f"{source} [extract].source must be one of {', '.join(EXTRACT_SOURCES)}, got {extract.source!r}"
+        )
+    if extract.source == "file" and not extract.file:
+        raise LoopConfigError(f'{source} [extract]: source = "file" needs file = "PATH.md"')
+    if extract.source == "model" and not extract.extractor_model:
+        raise LoopConfigError(f'{source} [extract]: source = "model" needs extractor_model = "PATH"')
     bad = [c for c in config.evaluate.conditions if c not in CONDITIONS]
     if bad:
         raise LoopConfigError(
@@ -269,4 +317,7 @@ def load_loop_config(path: str | Path) -> LoopConfig:
         raise LoopConfigError(f"run file {path} does not exist (presets are in runs/)") from None
     except tomllib.TOMLDecodeError as exc:
         raise LoopConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_loop_config(data, str(path))
+    config = parse_loop_config(data, str(path))
+    if config.extract.file and not Path(config.extract.file).is_absolute():
+        config.extract.file = str(path.parent / config.extract.file)
+    return config

@@ -67,7 +67,8 @@ def scored_pool(job: ConsolidationJob, won_only: bool = False) -> list[ScoredSta
 def state_kl(job: ConsolidationJob, states: list[ScoredState], student: list[torch.Tensor]) -> torch.Tensor:
     """Per state [n], KL(student || knowledge-prompted teacher) over its candidates."""
     teacher_prompts = [
-        encode_chat(job.teacher_tokenizer, build_scored_messages(s.state, job.knowledge)) for s in states
+        encode_chat(job.teacher_tokenizer, build_scored_messages(s.state, s.commands, job.knowledge))
+        for s in states
     ]
     with torch.no_grad():
         teacher = candidate_log_pi(
@@ -79,7 +80,7 @@ def state_kl(job: ConsolidationJob, states: list[ScoredState], student: list[tor
 
 def student_log_pi(job: ConsolidationJob, states: list[ScoredState]) -> list[torch.Tensor]:
     """The student's log pi over each state's candidates, its prompt WITHOUT knowledge, at the job's T."""
-    prompts = [encode_chat(job.tokenizer, build_scored_messages(s.state)) for s in states]
+    prompts = [encode_chat(job.tokenizer, build_scored_messages(s.state, s.commands)) for s in states]
     return candidate_log_pi(
         job.student,
         prompts,

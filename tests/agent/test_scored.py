@@ -56,20 +56,20 @@ def _from_scratch(model, prompt: list[int], reply: list[int]) -> torch.Tensor:
 
 def test_shared_kv_scoring_equals_scoring_each_candidate_from_scratch(policy):
     states = ["A new game begins.\nP . .\nH H .\n. . G", "You moved down.\n. . .\nP H .\n. . G"]
-    scored = policy.score([build_scored_messages(s) for s in states], [COMMANDS, COMMANDS[:2]])
+    scored = policy.score([build_scored_messages(s, COMMANDS) for s in states], [COMMANDS, COMMANDS[:2]])
     for result in scored:
         for ids, logprobs in zip(result.candidate_ids, result.token_logprobs, strict=True):
             assert ids[-1] == policy.end_of_reply
             exact = _from_scratch(policy.model, result.prompt_ids, ids)
             assert torch.allclose(exact, torch.tensor(logprobs), atol=TOLERANCE, rtol=0)
     # and through a cached prefix: the second call reuses the whole prompt but its last token
-    again = policy.score([build_scored_messages(states[0])], [COMMANDS])[0]
+    again = policy.score([build_scored_messages(states[0], COMMANDS)], [COMMANDS])[0]
     assert again.prompt_computed == 1
     assert again.scores == pytest.approx(scored[0].scores, abs=TOLERANCE)
 
 
 def test_branches_see_the_prompt_but_not_each_other(policy):
-    prompt = encode_chat(policy.tokenizer, build_scored_messages("state"))
+    prompt = encode_chat(policy.tokenizer, build_scored_messages("state", COMMANDS))
     ids = [policy.candidate_ids(c) for c in COMMANDS]
     together = run_rows(policy.model, [Row(trunk=prompt, branches=ids)])
     alone = [run_rows(policy.model, [Row(trunk=prompt, branches=[c])]) for c in ids]

@@ -17,7 +17,7 @@ import torch
 from round_helpers import play_round
 
 from agent.policy import encode_chat
-from agent.prompts import build_scored_messages, render_state
+from agent.prompts import build_scored_messages
 from distill.candidates import candidate_log_pi, exact_kl
 from distill.consolidation import consolidate, make_job
 from distill.methods import grpo_scored, opcd_scored
@@ -77,7 +77,7 @@ def _config(out: Path, **kw) -> dict:
 
 
 def _p_blue(job, model=None) -> float:
-    prompt = encode_chat(job.tokenizer, build_scored_messages(render_state([TEXT], [])))
+    prompt = encode_chat(job.tokenizer, build_scored_messages(TEXT, COMMANDS))
     ids = [
         job.tokenizer(c, add_special_tokens=False)["input_ids"] + [job.tokenizer.eos_token_id]
         for c in COMMANDS
@@ -97,7 +97,7 @@ def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path):
         for state in batch.rows:
 
             def pi(model, knowledge, tokenizer):
-                prompt = encode_chat(tokenizer, build_scored_messages(state.state, knowledge))
+                prompt = encode_chat(tokenizer, build_scored_messages(state.state, state.commands, knowledge))
                 scores = []
                 for ids in state.candidate_ids:  # each candidate from scratch, one full forward each
                     with torch.no_grad():

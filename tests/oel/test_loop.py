@@ -79,7 +79,7 @@ def test_report_writes_markdown_and_valid_pngs(two_rounds) -> None:
     store, _summaries, _loop, tmp = two_rounds
     path = write_report(store, "e2e", tmp / "report")
     text = path.read_text()
-    for name in ("pass_rate", "tokens", "knowledge", "loss"):
+    for name in ("pass_rate", "learning", "tokens", "knowledge", "loss"):
         png = tmp / "report" / f"{name}.png"
         assert f"({name}.png)" in text
         with Image.open(png) as image:

@@ -75,6 +75,20 @@ def test_values_reach_the_nested_configs() -> None:
         ({"consolidate": {"method": "rl", "groups": "2"}}, r"\[consolidate\]\.groups: expected"),
         ({"consolidate": {"method": "rl", "objective": "ppo"}}, r"unknown objective 'ppo'"),
         ({"collect": {"episodes": 0}}, r"\[collect\]\.episodes must be >= 1"),
+        (
+            {"collect": {"episodes": 10, "group_size": 4}},
+            r"group_size must be >= 1 and divide episodes \(10\)",
+        ),
+        ({"collect": {"temperature": -1.0}}, r"\[collect\]\.temperature must be >= 0"),
+        ({"extract": {"source": "oracle"}}, r"\[extract\]\.source must be one of policy, model, file, none"),
+        ({"extract": {"source": "file"}}, r"needs file = "),
+        ({"extract": {"source": "model"}}, r"needs extractor_model = "),
+        ({"run": {"action_mode": "guess"}}, r"\[run\]\.action_mode must be one of text, scored"),
+        (
+            {"run": {"action_mode": "scored"}, "consolidate": {"method": "offpolicy"}},
+            r"no 'scored' action mode",
+        ),
+        ({"consolidate": {"action_mode": "scored"}}, r"the loop sets 'action_mode' itself"),
     ],
 )
 def test_mistakes_are_named(data: dict, message: str) -> None:
@@ -89,3 +103,16 @@ def test_unreadable_files_are_clear(tmp_path: Path) -> None:
     bad.write_text("[run\nname = 1")
     with pytest.raises(LoopConfigError, match="not valid TOML"):
         load_loop_config(bad)
+
+
+def test_groups_repeat_each_seed_and_rounds_take_fresh_seeds() -> None:
+    config = parse_loop_config({"collect": {"episodes": 6, "group_size": 3, "seed": 10}})
+    assert config.collect.seeds(0) == [10, 10, 10, 11, 11, 11]
+    assert config.collect.seeds(1) == [12, 12, 12, 13, 13, 13]
+
+
+def test_a_knowledge_file_is_found_next_to_the_run_file(tmp_path: Path) -> None:
+    (tmp_path / "rules.md").write_text("- EXPERIENCE ITEM: holes end the game here\n")
+    run = tmp_path / "run.toml"
+    run.write_text('[extract]\nsource = "file"\nfile = "rules.md"\n')
+    assert load_loop_config(run).extract.file == str(tmp_path / "rules.md")

@@ -6,6 +6,7 @@
   but the environment listed no commands);
 - `episodes.n_prompt_computed`: prompt tokens actually run through the model,
   the rest having come from the prefix cache;
+- `episodes.n_valid_actions`: steps whose action was an admissible command;
 - `knowledge_items.author`: who wrote a person-authored item;
 - round statuses become the phase names (collecting -> collect, ...): a
   round's status is now the phase running, moved only by phase transitions.
@@ -41,6 +42,7 @@ def upgrade() -> None:
     with op.batch_alter_table("episodes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("action_mode", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("n_prompt_computed", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("n_valid_actions", sa.Integer(), nullable=True))
     with op.batch_alter_table("knowledge_items", schema=None) as batch_op:
         batch_op.add_column(sa.Column("author", sa.String(length=200), nullable=True))
     _rename_statuses(_STATUS)
@@ -51,6 +53,7 @@ def downgrade() -> None:
     with op.batch_alter_table("knowledge_items", schema=None) as batch_op:
         batch_op.drop_column("author")
     with op.batch_alter_table("episodes", schema=None) as batch_op:
+        batch_op.drop_column("n_valid_actions")
         batch_op.drop_column("n_prompt_computed")
         batch_op.drop_column("action_mode")
     with op.batch_alter_table("steps", schema=None) as batch_op:

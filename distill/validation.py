@@ -1,0 +1,77 @@
+"""The stability guards of a consolidation: the pass rate every K steps, and keeping the best weights.
+
+RL on a small model can climb and then collapse (RAGEN's PPO on FrozenLake
+fell to 0% within 90 steps). With `eval_every = K` the job plays the live
+student greedily on a fixed set of validation tasks before training and
+after every K steps, logs the pass rate with the step, and with `keep_best`
+the deployed checkpoint is the best-scoring weights seen, not the last.
+
+The validation tasks are *train*-split seeds reserved for it
+(VALIDATION_SEED_BASE and up), never the held-out test maps: choosing the
+checkpoint on the test maps would bias the test pass rate that the loop and
+the benchmarks report. (FrozenLake 3x3 has only 19 maps, so these share maps
+with training; what they measure is the policy, greedily, on a fixed set.)
+
+Episodes go to the store like any other, under the run with no round and no
+checkpoint and the policy name `val:c<consolidation>:s<step>`, so round
+statistics and watch-mode claims never count them, and a resumed job reuses
+a step's stored episodes instead of playing them again. The best weights are
+a safetensors file in `out/best/`, with the step and rate in `job.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_model, save_model
+
+from agent.hf_policy import HFPolicy
+from agent.policy import SamplingParams
+from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+from memory import queries
+from memory.store import ExperienceStore
+
+VALIDATION_SEED_BASE = 2_000_000
+BEST_DIR = "best"
+
+
+def policy_name(consolidation_id: int, step: int) -> str:
+    """The policy label of one validation's episodes."""
+    return f"val:c{consolidation_id}:s{step}"
+
+
+def validate(
+    store: ExperienceStore, model: Any, tokenizer: Any, *, run_id: int, consolidation_id: int, step: int,
+    env_id: str, env_kwargs: dict, episodes: int, action_mode: str, max_new_tokens: int,
+) -> float:  # fmt: skip
+    """Greedy pass rate of `model` on the validation tasks after `step` (played now, or found stored)."""
+    name = policy_name(consolidation_id, step)
+    seeds = list(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + episodes))
+    have = set(queries.episodes(store, run=run_id, policy=name)["seed"].astype(int))
+    missing = [s for s in seeds if s not in have]
+    if missing:
+        model.eval()
+        rollout = RolloutConfig(
+            env_id=env_id, split="train", batch=min(32, len(missing)), env_kwargs=dict(env_kwargs),
+            sampling=SamplingParams(temperature=0, max_new_tokens=max_new_tokens), action_mode=action_mode,
+        )  # fmt: skip
+        policy = HFPolicy.from_model(model, tokenizer, name=name)
+        run_rollouts(policy, store, rollout, tags=EpisodeTags(run_id=run_id), seeds=missing)
+    played = queries.episodes(store, run=run_id, policy=name)
+    played = played[played["seed"].isin(seeds)].drop_duplicates("seed")
+    return float(played["won"].astype(bool).mean()) if len(played) else 0.0
+
+
+def save_best(model: Any, out: Path) -> None:
+    """Keep the model's current weights as the best so far."""
+    folder = out / BEST_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "model.safetensors.tmp"
+    save_model(model, str(tmp))
+    tmp.replace(folder / "model.safetensors")
+
+
+def restore_best(model: Any, out: Path) -> None:
+    """Load the best weights saved by `save_best` back into the model."""
+    load_model(model, str(out / BEST_DIR / "model.safetensors"), strict=True)
