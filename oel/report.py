@@ -127,7 +127,7 @@ def _plot_conditions(
 
 
 def _plot_learning(rows: pd.DataFrame, path: Path) -> None:
-    """The learning curve: consolidated pass rate with its interval, valid-action rate, RL groups per round."""
+    """The learning curve: consolidated pass rate and interval, valid-action rate, RL groups per round."""
     import matplotlib.pyplot as plt
 
     fig, (rate, valid, groups) = plt.subplots(1, 3, figsize=(13, 4))
