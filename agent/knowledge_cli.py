@@ -38,13 +38,14 @@ def _run_id(store: ExperienceStore, run: str) -> int:
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*("" if v is None else escape(str(v)) for v in row))
     return table
 
 

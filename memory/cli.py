@@ -58,7 +58,9 @@ def _store(db: str | None) -> Iterator[ExperienceStore]:
 
 
 def _cell(value: Any) -> str:
-    """One table cell: short floats, blobs as their size, missing values blank."""
+    """One table cell: short floats, blobs as their size, missing values blank, markup escaped."""
+    from rich.markup import escape
+
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
@@ -66,8 +68,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, bytes | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, list):
-        return f"[{len(value)} items]"
-    return str(value)
+        return f"\\[{len(value)} items]"
+    return escape(str(value))  # a stored action such as "[down]" is text, not rich markup
 
 
 def _print_frame(df: pd.DataFrame, title: str | None = None) -> None:

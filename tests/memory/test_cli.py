@@ -90,6 +90,11 @@ def test_export_round_trips_steps(filled: ExperienceStore, tmp_path, fmt: str) -
     assert ids == queries.table(filled, "steps")["completion_ids"].tolist()
 
 
+def test_bracketed_text_prints_as_text_not_markup(filled: ExperienceStore) -> None:
+    result = invoke("sql", "SELECT '[down]' AS action, '[bold]x' AS other", "--db", filled.url)
+    assert result.exit_code == 0 and "[down]" in result.stdout and "[bold]x" in result.stdout
+
+
 def test_sql_reads_but_the_database_refuses_an_insert(filled: ExperienceStore) -> None:
     result = invoke("sql", "SELECT split, count(*) AS n FROM episodes GROUP BY split", "--db", filled.url)
     assert result.exit_code == 0, result.output
