@@ -73,13 +73,20 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def make_engine(url: str, **engine_kwargs: Any) -> Engine:
-    """Create an engine for `url` and check that the database can be reached."""
+def make_engine(url: str, read_only: bool = False, **engine_kwargs: Any) -> Engine:
+    """Create an engine for `url` and check that the database can be reached.
+
+    `read_only`: every connection refuses writes, enforced by the database
+    (SQLite's `query_only`, PostgreSQL's read-only session), and a SQLite file
+    that does not exist is an error rather than created.
+    """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_file(parsed)
         if path is not None and not path.parent.exists():
             raise StoreError(f"cannot open {describe(parsed)}: directory {str(path.parent)!r} does not exist")
+        if read_only and path is not None and not path.is_file():
+            raise StoreError(f"cannot open {describe(parsed)} read-only: there is no such database file")
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         engine_kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
     try:
@@ -90,6 +97,8 @@ def make_engine(url: str, **engine_kwargs: Any) -> Engine:
         raise StoreError(f"bad database URL {describe(parsed)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
+    if read_only:
+        _refuse_writes(engine)
     try:
         with engine.connect():
             pass
@@ -124,6 +133,20 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _refuse_writes(engine: Engine) -> None:
+    """Make every new connection of `engine` read-only, in the database itself."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if engine.dialect.name == "sqlite":
+            cur.execute("PRAGMA query_only = ON")
+        else:
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            dbapi_conn.commit()
+        cur.close()
 
 
 def _retry_pragma(cur: Any, sql: str) -> None:

@@ -213,6 +213,7 @@ def episodes(
     policy: str | None = None,
     action_mode: str | None = None,
     won: bool | None = None,
+    seed: int | None = None,
     limit: int | None = None,
     include_incomplete: bool = False,
 ) -> pd.DataFrame:
@@ -225,9 +226,88 @@ def episodes(
     stmt = _filtered(_with_joins(stmt), include_incomplete, filters)
     if won is not None:
         stmt = stmt.where(Episode.won == won)
+    if seed is not None:
+        stmt = stmt.where(Episode.seed == seed)
     stmt = stmt.order_by(Episode.id)
     if limit is not None:
         stmt = stmt.limit(limit)
+    return _frame(store, stmt)
+
+
+PAGE_SORTS = {
+    "id": Episode.id,
+    "return": Episode.total_return,
+    "steps": Episode.n_steps,
+    "tokens": Episode.n_tokens,
+}
+"""What `episode_page` can sort on."""
+
+
+def episode_page(
+    store: ExperienceStore, *, sort: str = "id", descending: bool = True, limit: int = 100, offset: int = 0,
+    won: bool | None = None, **filters: Any,
+) -> tuple[pd.DataFrame, int]:  # fmt: skip
+    """One page of the episodes matching `filters` (GROUP_KEYS), and how many match in all.
+
+    Only the page's rows are read (LIMIT/OFFSET on an indexed order), so a
+    viewer pages through 100k+ episodes without loading them.
+    """
+    if sort not in PAGE_SORTS:
+        raise StoreError(f"cannot sort by {sort!r}; choose from {', '.join(PAGE_SORTS)}")
+    column = PAGE_SORTS[sort]
+    stmt = _filtered(_with_joins(select(*_EPISODE_COLUMNS).select_from(Episode)), False, filters)
+    count = _filtered(select(func.count()).select_from(Episode), False, filters)
+    if won is not None:
+        stmt, count = stmt.where(Episode.won == won), count.where(Episode.won == won)
+    order = [column.desc(), Episode.id.desc()] if descending else [column.asc(), Episode.id.asc()]
+    page = _frame(store, stmt.order_by(*order).limit(limit).offset(offset))
+    return page, int(store.scalar(count))
+
+
+def runs(store: ExperienceStore) -> pd.DataFrame:
+    """Every run, oldest first: id, name, created_at, and its numbers of rounds and episodes."""
+    rounds = select(func.count()).where(Round.run_id == Run.id).correlate(Run).scalar_subquery()
+    played = select(func.count()).where(Episode.run_id == Run.id).correlate(Run).scalar_subquery()
+    stmt = select(Run.id, Run.name, Run.created_at, rounds.label("rounds"), played.label("episodes"))
+    return _frame(store, stmt.order_by(Run.id))
+
+
+def item_sources(store: ExperienceStore, item_id: int) -> list[int]:
+    """The episodes a knowledge item was extracted from (provenance), oldest first."""
+    stmt = select(KnowledgeItemSource.episode_id).where(KnowledgeItemSource.item_id == item_id)
+    with store.reading() as conn:
+        return sorted(conn.execute(stmt).scalars())
+
+
+def version_usage(store: ExperienceStore, version_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Who used a knowledge version: episodes per (split, checkpoint), and the consolidations of it."""
+    episodes_by = select(
+        Episode.split, Episode.checkpoint_id.label("checkpoint"), func.count().label("episodes"),
+        func.sum(case((Episode.won, 1), else_=0)).label("wins"),
+    ).where(Episode.knowledge_version_id == version_id, Episode.status == "complete")  # fmt: skip
+    jobs = select(
+        Consolidation.id, Consolidation.method, Consolidation.status, Consolidation.checkpoint_id,
+        Consolidation.parent_checkpoint_id,
+    ).where(Consolidation.knowledge_version_id == version_id)  # fmt: skip
+    return (
+        _frame(store, episodes_by.group_by(Episode.split, Episode.checkpoint_id)),
+        _frame(store, jobs.order_by(Consolidation.id)),
+    )
+
+
+def consolidations(store: ExperienceStore, run_id: int) -> pd.DataFrame:
+    """A run's consolidation jobs, oldest first: id, round, method, status, knowledge, parent and result."""
+    stmt = (
+        select(
+            Consolidation.id, Round.idx.label("round"), Consolidation.method, Consolidation.status,
+            Consolidation.knowledge_version_id, Consolidation.parent_checkpoint_id,
+            Consolidation.checkpoint_id,
+            Consolidation.started_at, Consolidation.finished_at,
+        )
+        .outerjoin(Round, Round.id == Consolidation.round_id)
+        .where(Consolidation.run_id == run_id)
+        .order_by(Consolidation.id)
+    )  # fmt: skip
     return _frame(store, stmt)
 
 
@@ -401,7 +481,7 @@ def knowledge_items(
     """A run's knowledge items, oldest first, with votes and provenance counts.
 
     Columns: id, text, votes, active, round, prompt_version,
-    extractor_checkpoint, n_sources (episodes linked as sources), and,
+    extractor_checkpoint, author (person-written items), n_sources (episodes linked as sources), and,
     when `version_id` is given, only that version's items with their
     `position` in it (ordered by position).
     """
@@ -414,7 +494,8 @@ def knowledge_items(
     columns = [
         KnowledgeItem.id, KnowledgeItem.text, KnowledgeItem.votes, KnowledgeItem.active,
         Round.idx.label("round"), KnowledgeItem.prompt_version,
-        KnowledgeItem.extractor_checkpoint_id.label("extractor_checkpoint"), n_sources.label("n_sources"),
+        KnowledgeItem.extractor_checkpoint_id.label("extractor_checkpoint"), KnowledgeItem.author,
+        n_sources.label("n_sources"),
     ]  # fmt: skip
     source = KnowledgeItem.__table__.outerjoin(Round.__table__, Round.id == KnowledgeItem.round_id)
     if version_id is not None:

@@ -67,17 +67,30 @@ class ExperienceStore(RunRecords, EpisodeRecords, KnowledgeRecords, Consolidatio
     # ------------------------------------------------------------------ opening and schema
 
     @classmethod
-    def open(cls, url: str | None = None, *, upgrade: bool = False) -> ExperienceStore:
+    def open(
+        cls, url: str | None = None, *, upgrade: bool = False, read_only: bool = False
+    ) -> ExperienceStore:
         """Open the store at `url` (None: `$OEL_DB_URL`, else `sqlite:///oel.db` in the working directory).
 
         A new, empty database is created at the current schema. An older
         schema raises StoreError asking for `oel store upgrade`, unless
         `upgrade=True`; an unknown (newer) revision always raises.
+        `read_only`: the database itself refuses every write on this handle
+        (for viewers such as `oel ui`); the schema must be at head already.
         """
         resolved = resolve_url(url)
-        engine = make_engine(resolved)
+        engine = make_engine(resolved, read_only=read_only)
         store = cls(engine, resolved)
         try:
+            if read_only:
+                current = store.revision()
+                if current != migrate.head_revision():
+                    head = migrate.head_revision()
+                    raise StoreError(
+                        f"{store.where()} is at schema revision {current!r}, not {head!r}: "
+                        f"run `oel store upgrade --db {store.where()}` first"
+                    )
+                return store
             store._ensure_schema(upgrade)
         except BaseException:
             engine.dispose()

@@ -23,7 +23,7 @@ from agent import cli as agent_cli
 from distill import cli as distill_cli
 from envs import cli as envs_cli
 from memory import cli as memory_cli
-from oel import eval_cli, loop_cli
+from oel import eval_cli, loop_cli, ui_cli
 
 app = typer.Typer(
     help="Online experiential learning of LLM agents: play, log, extract knowledge, consolidate, redeploy.",
@@ -31,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _package_cli in (envs_cli, memory_cli, agent_cli, eval_cli, loop_cli):
+for _package_cli in (envs_cli, memory_cli, agent_cli, eval_cli, loop_cli, ui_cli):
     _package_cli.register(app)
 
 
