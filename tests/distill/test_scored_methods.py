@@ -195,3 +195,29 @@ def test_a_method_without_a_scored_form_is_refused(store, tmp_path):
 
     with pytest.raises(ConsolidationError, match="'offpolicy' has no 'scored' action mode; it has text"):
         make_job(_config(tmp_path / "x", method="offpolicy"), store)
+
+
+def test_eval_every_logs_validation_and_keep_best_deploys_the_best_weights(store, tmp_path):
+    from distill.validation import VALIDATION_SEED_BASE
+
+    config = _config(tmp_path / "best", method="rl", env_id="oeltest/Colour-v0", groups=2, group_size=4,
+                     steps=3, lr=1e-3, eval_every=1, eval_episodes=4, keep_best=True)  # fmt: skip
+    result = consolidate(config, store)
+    assert all("val_pass_rate" in m for m in result.metrics)
+    meta = store.checkpoint_info(result.checkpoint_id)["meta"]["validation"]
+    history = dict((step, rate) for step, rate in meta["history"])
+    assert sorted(history) == [0, 1, 2, 3] and meta["best_rate"] == max(history.values())
+    assert meta["best_step"] == min(s for s, r in history.items() if r == meta["best_rate"])
+    played = queries.episodes(store, run="r")
+    validation = played[played["policy"].str.startswith(f"val:c{result.consolidation_id}:")]
+    assert (
+        len(validation) == 4 * 4
+        and validation["round"].isna().all()
+        and validation["checkpoint"].isna().all()
+    )
+    assert (validation["seed"] >= VALIDATION_SEED_BASE).all() and (validation["split"] == "train").all()
+    assert not (tmp_path / "best" / "best").exists()  # the kept weights are the deployed folder now
+    from distill.errors import ConsolidationError
+
+    with pytest.raises(ConsolidationError, match="keep_best needs eval_every"):
+        make_job(_config(tmp_path / "x", method="rl", keep_best=True), store)
