@@ -9,6 +9,7 @@ An output folder looks like this:
         optimizer.safetensors   AdamW moments and step counts, keyed "<parameter name>::<field>"
         state.json          step, plus the metrics of the steps since the previous snapshot
       config.json, model.safetensors, tokenizer files   the final HF folder, once the last step is done
+      optimizer.safetensors the final AdamW moments, only for a job that carries them to the next round
 
 A snapshot is written into `resume-N.tmp/` and renamed to `resume-N/` when
 complete; the rename is atomic, so a folder named `resume-N` is whole by
@@ -130,6 +131,31 @@ def load_snapshot(folder: Path, model: torch.nn.Module, optimizer: torch.optim.O
         ) from None
     _restore_optimizer(model, optimizer, tensors, folder / OPTIMIZER_FILE)
     return state
+
+
+def save_moments(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Leave the optimizer's state in a final folder, for the job that starts from it (written atomically)."""
+    tmp = folder / (OPTIMIZER_FILE + ".tmp")
+    save_file(_optimizer_tensors(model, optimizer), str(tmp))
+    tmp.rename(folder / OPTIMIZER_FILE)
+
+
+def load_moments(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    """Load the optimizer state a finished job left in `folder`; False when it left none."""
+    path = folder / OPTIMIZER_FILE
+    if not path.is_file():
+        return False
+    try:
+        tensors = load_file(str(path), device=str(next(model.parameters()).device))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read the optimizer state {path}: {_short(exc)}") from None
+    _restore_optimizer(model, optimizer, tensors, path)
+    return True
+
+
+def remove_moments(folder: Path) -> None:
+    """Delete the optimizer state a finished job left in `folder` (once a later job holds its own)."""
+    (folder / OPTIMIZER_FILE).unlink(missing_ok=True)
 
 
 def _short(exc: BaseException) -> str:

@@ -30,6 +30,12 @@ Choices worth knowing, candidly:
   teacher paths, knowledge version, consolidation id) and its settings; a
   rerun with other settings, or a folder written by an older layout, is
   refused with one line rather than silently mixed.
+- `carry_optimizer` makes a lineage of jobs (the online loop's rounds) one
+  continuing AdamW run: each job starts from the moments and step count its
+  start checkpoint's job left beside its weights, and leaves its own. A fresh
+  Adam every round takes a full-size, sign-like step on each round's small
+  batch, and the measured loop swung between two global moves round after
+  round; carried moments average the rounds' gradients instead.
 
 Layout of the output folder: `distill.checkpointing`; the student forms:
 `distill.students`; see also docs/architecture.md.
@@ -129,6 +135,8 @@ class JobConfig:
     """Validation environment; None: the method's env_id, else the round's environment."""
     keep_best: bool = False
     """Deploy the best-validated weights seen (the start counts), not the last; needs eval_every."""
+    carry_optimizer: bool = False
+    """Start AdamW from the moments the start checkpoint's job left, and leave ours for the next job."""
 
     def __post_init__(self) -> None:
         if self.keep_best and not self.eval_every:
@@ -293,6 +301,12 @@ class ConsolidationJob:
             self.start_step = state["step"]
             self.pending = list(state.get("metrics", []))
             self._flush_metrics()
+        elif cfg.carry_optimizer:
+            self.job["moments_from"] = (
+                self.job["start_path"]
+                if ckpt.load_moments(Path(self.job["start_path"]), self.student, self.optimizer)
+                else None
+            )
         self.job["steps"] = cfg.steps
         ckpt.write_job(self.out, self.job)
 
@@ -508,6 +522,8 @@ class ConsolidationJob:
         if self.config.keep_best and best is not None and best != self.config.steps:
             validation.restore_best(self.student, self.out)
         fmt, bits = save_final(self.student, self.tokenizer, self.out, self.config.student)
+        if self.config.carry_optimizer:
+            ckpt.save_moments(self.out, self.student, self.optimizer)
         checkpoint_id = self.store.register_checkpoint(
             path=str(self.out.resolve()), parent_id=job["parent_checkpoint_id"], run_id=job["run_id"],
             round_id=job["round_id"], method=self.config.method, fmt=fmt, bits_per_weight=bits,
@@ -519,6 +535,8 @@ class ConsolidationJob:
         self.store.finish_consolidation(job["consolidation_id"], checkpoint_id)
         ckpt.remove_snapshots(self.out)
         shutil.rmtree(self.out / validation.BEST_DIR, ignore_errors=True)
+        if job.get("moments_from"):  # one set of moments (2x the weights) on disk per lineage
+            ckpt.remove_moments(Path(job["moments_from"]))
         return checkpoint_id
 
     def cleanup(self) -> None:

@@ -221,3 +221,27 @@ def test_eval_every_logs_validation_and_keep_best_deploys_the_best_weights(store
 
     with pytest.raises(ConsolidationError, match="keep_best needs eval_every"):
         make_job(_config(tmp_path / "x", method="rl", keep_best=True), store)
+
+
+def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, tmp_path):
+    from safetensors.torch import load_file
+
+    from distill.checkpointing import OPTIMIZER_FILE
+
+    def adam_steps(folder: Path) -> set[float]:
+        tensors = load_file(str(folder / OPTIMIZER_FILE))
+        return {float(v) for k, v in tensors.items() if k.endswith("::step")}
+
+    rl = dict(method="rl", env_id="oeltest/Colour-v0", source="rollouts", groups=2, group_size=4, steps=2)
+    first = consolidate(_config(tmp_path / "a", carry_optimizer=True, lr=1e-4, **rl), store)
+    n_first = sum(m["updates"] for m in first.metrics)
+    assert n_first and adam_steps(tmp_path / "a") == {float(n_first)}
+    second = consolidate(_config(tmp_path / "b", carry_optimizer=True, lr=1e-4, model=str(tmp_path / "a"), **rl),
+                         store)  # fmt: skip
+    n_second = sum(m["updates"] for m in second.metrics)
+    # bias correction goes on: one AdamW run over both jobs
+    assert n_second and adam_steps(tmp_path / "b") == {float(n_first + n_second)}
+    assert not (tmp_path / "a" / OPTIMIZER_FILE).exists()
+    assert store.checkpoint_info(second.checkpoint_id)["parent_id"] == first.checkpoint_id
+    consolidate(_config(tmp_path / "c", model=str(tmp_path / "b"), **rl), store)
+    assert not (tmp_path / "c" / OPTIMIZER_FILE).exists() and (tmp_path / "b" / OPTIMIZER_FILE).exists()
