@@ -316,6 +316,7 @@ def create_app(url: str | None = None) -> Starlette:
         Route("/knowledge/{id:int}", pages.knowledge),
         Route("/knowledge/{a:int}/diff/{b:int}", pages.diff),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield

@@ -236,8 +236,8 @@ def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, 
     first = consolidate(_config(tmp_path / "a", carry_optimizer=True, lr=1e-4, **rl), store)
     n_first = sum(m["updates"] for m in first.metrics)
     assert n_first and adam_steps(tmp_path / "a") == {float(n_first)}
-    second = consolidate(_config(tmp_path / "b", carry_optimizer=True, lr=1e-4, model=str(tmp_path / "a"), **rl),
-                         store)  # fmt: skip
+    chained = _config(tmp_path / "b", carry_optimizer=True, lr=1e-4, model=str(tmp_path / "a"), **rl)
+    second = consolidate(chained, store)
     n_second = sum(m["updates"] for m in second.metrics)
     # bias correction goes on: one AdamW run over both jobs
     assert n_second and adam_steps(tmp_path / "b") == {float(n_first + n_second)}
