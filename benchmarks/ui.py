@@ -10,7 +10,7 @@ render time, without a network) and the median and worst times are printed,
 against the 300 ms goal.
 
     python benchmarks/ui.py                   # builds the store (~1 min), then times the pages
-    python benchmarks/ui.py --db sqlite:////tmp/ui-big.db --keep
+    python benchmarks/ui.py --db sqlite:////tmp/ui-big.db   # build it there and keep it (a new file)
 """
 
 from __future__ import annotations

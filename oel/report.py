@@ -33,7 +33,24 @@ class ReportError(ValueError):
 
 
 def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds."""
+    """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds,
+    the train episodes' valid-action rate and the RL groups kept, filtered and skipped."""
+    rows = round_results(store, run_id)
+    for row in rows:
+        train = queries.episodes(store, run=run_id, round=row["round"], split="train")
+        known = train[train["n_valid_actions"].notna()]
+        row["valid_actions"] = (
+            float(known["n_valid_actions"].sum()) / float(known["n_steps"].sum())
+            if known["n_steps"].sum()
+            else None
+        )
+        row.update(_group_counts(store, run_id, row["round"]))
+    return pd.DataFrame(rows)
+
+
+def round_results(store: ExperienceStore, run_id: int) -> list[dict[str, Any]]:
+    """What the rounds' phases recorded, one dict per round, read from the phase results alone (cheap:
+    no episode or step is read, so a page listing every run can draw each one's chart)."""
     rows = []
     for round_id, index, status in queries.rounds(store, run_id)[["id", "round", "status"]].itertuples(
         index=False
@@ -58,16 +75,8 @@ def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
         row["method"] = res.get("consolidate", {}).get("method")
         for phase in ("collect", "extract", "consolidate", "evaluate"):
             row[f"{phase}_s"] = res.get(phase, {}).get("seconds")
-        train = queries.episodes(store, run=run_id, round=index, split="train")
-        known = train[train["n_valid_actions"].notna()]
-        row["valid_actions"] = (
-            float(known["n_valid_actions"].sum()) / float(known["n_steps"].sum())
-            if known["n_steps"].sum()
-            else None
-        )
-        row.update(_group_counts(store, run_id, index))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _group_counts(store: ExperienceStore, run_id: int, round_index: int) -> dict[str, Any]:

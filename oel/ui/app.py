@@ -38,7 +38,7 @@ from starlette.routing import Route
 from memory import queries
 from memory.errors import StoreError
 from memory.store import ExperienceStore
-from oel.report import CONDITIONS, LABELS, round_rows
+from oel.report import CONDITIONS, LABELS, round_results, round_rows
 from oel.ui import charts, tokens
 
 PAGE_SIZE = 100
@@ -110,8 +110,8 @@ class Pages:
 
     async def runs(self, request: Request) -> HTMLResponse:
         runs = _records(queries.runs(self.store))
-        for run in runs:
-            rows = round_rows(self.store, run["id"])
+        for run in runs:  # the chart needs only the phase results, not the rounds' episodes
+            rows = pd.DataFrame(round_results(self.store, run["id"]))
             run["chart"] = self._pass_chart(rows, f"run {run['name']}") if not rows.empty else ""
         return self.render("runs.html", runs=runs)
 
