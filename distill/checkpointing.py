@@ -123,13 +123,7 @@ def load_snapshot(folder: Path, model: torch.nn.Module, optimizer: torch.optim.O
         load_weights(model, str(folder / MODEL_FILE), strict=True, device=device)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"cannot load the weights in {folder / MODEL_FILE}: {_short(exc)}") from None
-    try:
-        tensors = load_file(str(folder / OPTIMIZER_FILE), device=device)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(
-            f"cannot read the optimizer state {folder / OPTIMIZER_FILE}: {_short(exc)}"
-        ) from None
-    _restore_optimizer(model, optimizer, tensors, folder / OPTIMIZER_FILE)
+    _load_optimizer(folder / OPTIMIZER_FILE, model, optimizer)
     return state
 
 
@@ -142,20 +136,24 @@ def save_moments(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Op
 
 def load_moments(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> bool:
     """Load the optimizer state a finished job left in `folder`; False when it left none."""
-    path = folder / OPTIMIZER_FILE
-    if not path.is_file():
+    if not (folder / OPTIMIZER_FILE).is_file():
         return False
-    try:
-        tensors = load_file(str(path), device=str(next(model.parameters()).device))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read the optimizer state {path}: {_short(exc)}") from None
-    _restore_optimizer(model, optimizer, tensors, path)
+    _load_optimizer(folder / OPTIMIZER_FILE, model, optimizer)
     return True
 
 
 def remove_moments(folder: Path) -> None:
     """Delete the optimizer state a finished job left in `folder` (once a later job holds its own)."""
     (folder / OPTIMIZER_FILE).unlink(missing_ok=True)
+
+
+def _load_optimizer(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Read an optimizer-state file onto the model's device and restore it into `optimizer`."""
+    try:
+        tensors = load_file(str(path), device=str(next(model.parameters()).device))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read the optimizer state {path}: {_short(exc)}") from None
+    _restore_optimizer(model, optimizer, tensors, path)
 
 
 def _short(exc: BaseException) -> str:

@@ -245,3 +245,8 @@ def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, 
     assert store.checkpoint_info(second.checkpoint_id)["parent_id"] == first.checkpoint_id
     consolidate(_config(tmp_path / "c", model=str(tmp_path / "b"), **rl), store)
     assert not (tmp_path / "c" / OPTIMIZER_FILE).exists() and (tmp_path / "b" / OPTIMIZER_FILE).exists()
+    from distill.errors import CheckpointError
+
+    (tmp_path / "b" / OPTIMIZER_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match=r"cannot read the optimizer state .*b/optimizer\.safetensors"):
+        consolidate(_config(tmp_path / "d", carry_optimizer=True, model=str(tmp_path / "b"), **rl), store)
