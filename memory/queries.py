@@ -537,3 +537,40 @@ def table(store: ExperienceStore, name: str, limit: int | None = None) -> pd.Dat
     if limit is not None:
         stmt = stmt.limit(limit)
     return _decode_blobs(_frame(store, stmt))
+
+
+_SEED_TAGS = {
+    "run_id": Episode.run_id,
+    "round_id": Episode.round_id,
+    "checkpoint_id": Episode.checkpoint_id,
+    "knowledge_version_id": Episode.knowledge_version_id,
+}
+
+
+def seed_counts(
+    store: ExperienceStore,
+    *,
+    env_id: str,
+    split: str,
+    action_modes: Sequence[str] | None = None,
+    **tags: int | None,
+) -> dict[int, int]:
+    """Seed -> how many complete episodes the store holds with exactly these tags.
+
+    `tags` are any of run_id, round_id, checkpoint_id and knowledge_version_id:
+    a tag that is passed must match (None matches only NULL), a tag left out
+    is not filtered on. This is how a replay finds the seeds it must skip.
+    """
+    unknown = set(tags) - set(_SEED_TAGS)
+    if unknown:
+        raise StoreError(f"unknown tag(s) {sorted(unknown)}; tags are {sorted(_SEED_TAGS)}")
+    stmt = select(Episode.seed, func.count()).where(
+        Episode.status == "complete", Episode.env_id == env_id, Episode.split == split
+    )
+    for key, value in tags.items():
+        column = _SEED_TAGS[key]
+        stmt = stmt.where(column.is_(None) if value is None else column == value)
+    if action_modes is not None:
+        stmt = stmt.where(Episode.action_mode.in_(list(action_modes)))
+    with store.reading() as conn:
+        return {int(seed): int(n) for seed, n in conn.execute(stmt.group_by(Episode.seed))}

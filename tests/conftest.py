@@ -4,16 +4,68 @@ The real model is converted into the shared cache (`$OEL_CACHE_DIR` or
 ~/.cache/oel) on the first run of any session (~30 s) and reused afterwards;
 the tiny models (`tiny_models.py`: SmolLM2's tokenizer, 2 layers of width
 128) live in a per-session temp folder. Agent and distill tests both use them.
+
+PostgreSQL (default postgresql+psycopg://postgres@127.0.0.1:5432/test, override
+with $OEL_TEST_PG_URL) is shared, so each test that wants it gets its own freshly
+created schema, put first on the search_path through the URL's `options`, and
+dropped afterwards. When the server is unreachable those tests are skipped with
+the reason, except under CI (env CI set), where that is a failure. The store
+tests and the Ray tests use it.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PG_URL = os.environ.get("OEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used, or None when it can."""
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except OperationalError as exc:
+        return f"PostgreSQL at {PG_URL} unreachable: {str(exc.orig).splitlines()[0]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> str:
+    """The PostgreSQL server URL; skip (or, under CI, fail) when it is down."""
+    reason = _pg_unavailable()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so PostgreSQL must be reachable)")
+        pytest.skip(reason)
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_base_url: str) -> Iterator[str]:
+    """A URL whose search_path is a new, empty schema of its own, dropped at teardown."""
+    schema = f"oel_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_base_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in pg_base_url else "?"
+    try:
+        yield f"{pg_base_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
