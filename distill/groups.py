@@ -24,6 +24,18 @@ signal and is skipped (and counted). Of the rest, RAGEN's filter keeps the
 `keep_top` fraction with the largest reward spread (std): with sparse
 rewards, a few informative groups are worth more than many nearly-equal
 ones, and RAGEN reports PPO collapsing on FrozenLake without the filter.
+
+Which actions get credit (`turn_advantages`): with `baseline = "group"`
+every action of an episode carries the episode's advantage, as in GRPO.
+With `baseline = "state"` an action is compared only with the group's
+episodes that reached the same state: A = (R_i - mean of R over the
+episodes that visited s) / (group std + eps). A state every visitor won
+(or lost) from gives its actions no push, so only the decisions where the
+outcomes diverged train. That is a Monte Carlo state baseline: the group's
+episodes share a seed, so their states coincide wherever their paths do.
+It was added because, with the group baseline, one update on FrozenLake
+shifted every state towards the same move (measured: the greedy policy
+flipped between all-down and all-right across rounds).
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from memory.store import ExperienceStore
 RL_SEED_BASE = 1_000_000
 """RL task seeds are RL_SEED_BASE * (1 + seed) + i: far above the loop's train seeds (0, 1, 2, ...)."""
 SOURCES = ("rollouts", "round")
+BASELINES = ("group", "state")
 
 
 def policy_name(consolidation_id: int, step: int) -> str:
@@ -205,3 +218,32 @@ def batch_facts(groups: list[list[PlayedEpisode]], selection: Selection) -> dict
         "kept_groups": len(groups) - selection.skipped - selection.filtered,
         "episodes": len(flat),
     }
+
+
+def turn_advantages(
+    groups: list[list[PlayedEpisode]], selection: Selection, baseline: str, eps: float = 1e-6
+) -> list[list[float]]:
+    """Per episode (groups flattened in order), each turn's advantage under `baseline` (see the docstring)."""
+    if baseline not in BASELINES:
+        raise ConsolidationError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+    flat = [e for group in groups for e in group]
+    if baseline == "group":
+        return [[selection.advantages[i]] * len(e.turns) for i, e in enumerate(flat)]
+    out: list[list[float]] = []
+    for group in groups:
+        rewards = torch.tensor([e.reward for e in group], dtype=torch.float64)
+        std = float(rewards.std(unbiased=False))
+        visitors: dict[str, set[int]] = {}
+        for i, episode in enumerate(group):
+            for turn in episode.turns:
+                visitors.setdefault(turn.state, set()).add(i)
+        for episode in group:
+            if std == 0:
+                out.append([0.0] * len(episode.turns))
+                continue
+            row = []
+            for turn in episode.turns:
+                seen = visitors[turn.state]
+                row.append((episode.reward - sum(group[j].reward for j in seen) / len(seen)) / (std + eps))
+            out.append(row)
+    return out

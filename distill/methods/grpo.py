@@ -68,6 +68,8 @@ class Config:
     """Groups (tasks) per step."""
     keep_top: float = 1.0
     """Of the informative groups, the fraction with the largest reward spread that trains (RAGEN: 0.25)."""
+    baseline: str = "group"
+    """group (GRPO: an action gets its episode's advantage) or state (vs the episodes reaching its state)."""
     objective: str = "grpo"
     """grpo (clipped token ratio, token-level mean) or gmpo (geometric mean of token ratios)."""
     clip_low: float | None = None
@@ -83,6 +85,10 @@ class Config:
         if self.source not in grouping.SOURCES:
             raise ConsolidationError(
                 f"unknown source {self.source!r}; choose one of {', '.join(grouping.SOURCES)}"
+            )
+        if self.baseline not in grouping.BASELINES:
+            raise ConsolidationError(
+                f"unknown baseline {self.baseline!r}; choose one of {', '.join(grouping.BASELINES)}"
             )
         if self.objective not in OBJECTIVES:
             raise ConsolidationError(
@@ -147,17 +153,22 @@ def sample_groups(job: ConsolidationJob, config: Config, step: int, pool: list |
     return played, {"reused_episodes": reused}
 
 
-def turn_batch(groups: list[list[grouping.PlayedEpisode]], selection: grouping.Selection, all_episodes: bool,
-               info: dict) -> Batch:  # fmt: skip
-    """Rows for every turn of the kept episodes (of all when `all_episodes`), one unit per episode."""
+def turn_batch(groups: list[list[grouping.PlayedEpisode]], selection: grouping.Selection, baseline: str,
+               all_episodes: bool, info: dict) -> Batch:  # fmt: skip
+    """Rows for every turn of the kept episodes (of all when `all_episodes`), one unit per episode.
+
+    Under the state baseline a turn with advantage 0 has nothing for the RL
+    term; it is left out unless `all_episodes` wants it for another term.
+    """
     flat = [e for group in groups for e in group]
+    advantages = grouping.turn_advantages(groups, selection, baseline)
     rows, units = [], []
     for index, episode in enumerate(flat):
-        if not (selection.kept[index] or all_episodes):
-            continue
-        for turn in episode.turns:
-            rows.append(TurnRow(turn, selection.advantages[index], selection.kept[index]))
-            units.append(index)
+        for turn, adv in zip(episode.turns, advantages[index], strict=True):
+            rl = selection.kept[index] and (baseline == "group" or adv != 0)
+            if rl or all_episodes:
+                rows.append(TurnRow(turn, adv, rl))
+                units.append(index)
     rl_rows = [r for r in rows if r.rl]
     totals = {
         "rl_tokens": sum(len(r.turn.completion_ids) for r in rl_rows),
@@ -244,7 +255,7 @@ class Method(MethodBase):
         # ---- 2. group-normalised advantages; equal-reward groups skipped, the top spread kept
         selection = grouping.select(groups, self.config.keep_top)
         # ---- 3. every turn of the kept episodes, with its behaviour log-probs
-        return turn_batch(groups, selection, all_episodes=False, info=info)
+        return turn_batch(groups, selection, self.config.baseline, all_episodes=False, info=info)
 
     def loss(self, job: ConsolidationJob, rows: list[TurnRow], batch: Batch) -> tuple[torch.Tensor, dict]:
         # ---- 4. the clipped policy-gradient loss on the student's recomputed log-probs

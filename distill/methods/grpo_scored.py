@@ -11,6 +11,8 @@ tokens. The steps, as in `distill.methods.grpo`:
    exploration knob), or the round's own collected groups; `distill.groups`;
 2. group-normalised advantages; equal-reward groups skipped; the
    `keep_top` fraction with the largest spread trains (RAGEN's filter);
+   with `baseline = "state"` each action is compared only with the group's
+   episodes that reached its state (`distill.groups.turn_advantages`);
 3. rows: every scored step of the kept episodes, with the candidates'
    token ids and log pi_old as sampled (text steps of a fallback are skipped
    and counted);
@@ -53,21 +55,26 @@ class ActionRow:
         return self.step.state
 
 
-def action_batch(
-    groups: list[list[grouping.PlayedEpisode]], selection: grouping.Selection, all_episodes: bool, info: dict
-) -> Batch:
-    """Rows for every scored step of the kept episodes (of all when `all_episodes`), one unit each episode."""
+def action_batch(groups: list[list[grouping.PlayedEpisode]], selection: grouping.Selection, baseline: str,
+                 all_episodes: bool, info: dict) -> Batch:  # fmt: skip
+    """Rows for every scored step of the kept episodes (of all when `all_episodes`), one unit each episode.
+
+    Under the state baseline a step with advantage 0 has nothing for the RL
+    term; it is left out unless `all_episodes` wants it for another term.
+    """
     flat = [e for group in groups for e in group]
+    advantages = grouping.turn_advantages(groups, selection, baseline)
     rows, units, text_steps = [], [], 0
     for index, episode in enumerate(flat):
-        if not (selection.kept[index] or all_episodes):
-            continue
-        for turn in episode.turns:
+        for turn, adv in zip(episode.turns, advantages[index], strict=True):
+            rl = selection.kept[index] and (baseline == "group" or adv != 0)
+            if not (rl or all_episodes):
+                continue
             if turn.candidates is None:
                 text_steps += 1
                 continue
             step = ScoredState.from_step(turn.state, turn.prompt_ids, turn.candidates)
-            rows.append(ActionRow(step, selection.advantages[index], selection.kept[index]))
+            rows.append(ActionRow(step, adv, rl))
             units.append(index)
     rl_units = {u for u, r in zip(units, rows, strict=True) if r.rl}
     totals = {"rl_actions": sum(r.rl for r in rows), "rl_episodes": len(rl_units), "states": len(rows),
@@ -133,7 +140,7 @@ class Method(grpo.Method):
         groups, info = grpo.sample_groups(job, self.config, step, self.pool)
         selection = grouping.select(groups, self.config.keep_top)
         # ---- 3. every scored step of the kept episodes
-        return action_batch(groups, selection, all_episodes=False, info=info)
+        return action_batch(groups, selection, self.config.baseline, all_episodes=False, info=info)
 
     def loss(self, job: ConsolidationJob, rows: list[ActionRow], batch: Batch) -> tuple[torch.Tensor, dict]:
         # ---- 4. the clipped policy-gradient loss on log pi(chosen), recomputed with gradient

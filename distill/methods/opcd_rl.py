@@ -57,7 +57,7 @@ class Method(grpo.Method):
         # ---- 1. RL's groups and advantages; 2. rows for every episode's turns
         groups, info = grpo.sample_groups(job, self.config, step, self.pool)
         selection = grouping.select(groups, self.config.keep_top)
-        return grpo.turn_batch(groups, selection, all_episodes=True, info=info)
+        return grpo.turn_batch(groups, selection, self.config.baseline, all_episodes=True, info=info)
 
     def loss(
         self, job: ConsolidationJob, rows: list[grpo.TurnRow], batch: Batch

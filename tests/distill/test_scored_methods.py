@@ -150,10 +150,12 @@ def test_fresh_scored_groups_have_an_importance_ratio_of_one(store, tmp_path):
         job.cleanup()
 
 
-@pytest.mark.parametrize("source", ["rollouts", "round"])
-def test_filtered_grpo_in_scored_mode_raises_the_pass_rate(store, tmp_path, tiny_path, source):
-    config = _config(tmp_path / source, method="rl", env_id="oeltest/Colour-v0", source=source, groups=4,
-                     group_size=4, keep_top=0.5, steps=4, lr=1e-3)  # fmt: skip
+@pytest.mark.parametrize(("source", "baseline"), [("rollouts", "group"), ("round", "group"),
+                                                  ("rollouts", "state")])  # fmt: skip
+def test_filtered_grpo_in_scored_mode_raises_the_pass_rate(store, tmp_path, tiny_path, source, baseline):
+    config = _config(tmp_path / f"{source}-{baseline}", method="rl", env_id="oeltest/Colour-v0",
+                     source=source, groups=4, group_size=4, keep_top=0.5, steps=4, lr=1e-3,
+                     baseline=baseline)  # fmt: skip
     job = make_job(config, store)
     job.setup()
     try:
