@@ -4,9 +4,10 @@ and one line in `BACKENDS`.
 Each entry names the backend's class as "module:Class"; the module is imported
 only when that backend is built, so `oel --help` and a loop that runs on `hf`
 never import vLLM or LangChain. Every backend class takes the model as its
-first argument (a local HF folder, None for the embedded SmolLM2, or for
-`langchain` an import spec `package.module:attribute` naming a chat model)
-and backend-specific keyword arguments after it.
+first argument (a local HF folder, None for the embedded SmolLM2, for
+`langchain` an import spec `package.module:attribute` naming a chat model, for
+`openai` the model name the server serves) and backend-specific keyword
+arguments after it (`openai` takes `base_url`).
 
 Run files and command lines check backend names against this table
 (`check_backend`), so a typo fails before any model loads.
@@ -24,8 +25,12 @@ BACKENDS: dict[str, str] = {
     "hf": "agent.hf_policy:HFPolicy",
     "vllm": "agent.vllm_policy:VLLMPolicy",
     "langchain": "agent.langchain_policy:LangChainPolicy",
+    "openai": "agent.openai_policy:OpenAIPolicy",
 }
 """Backend name -> "module:Class" of its Policy implementation."""
+
+REMOTE_BACKENDS = ("langchain", "openai")
+"""Backends whose model is named remotely (an import spec, a served model name), not a local folder."""
 
 
 def check_backend(name: str) -> str:

@@ -7,6 +7,19 @@ import typer
 from agent import knowledge_cli
 
 DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
+BACKEND_HELP = "Policy backend (agent.backends): hf, vllm, langchain, openai (--base-url, --model NAME)."
+BASE_URL_HELP = "openai backend: the server's base URL, e.g. http://127.0.0.1:8000/v1 (vLLM's OpenAI server)."
+RAY_HELP = (
+    "Play on Ray rollout workers: local, auto, ray://HOST:10001 or HOST:6379 (needs a PostgreSQL --db)."
+)
+WORKERS_HELP = "Ray rollout workers (with --ray)."
+
+
+def backend_options(backend: str, base_url: str | None) -> dict:
+    """The backend's keyword options from the command line (`base_url` for openai)."""
+    if backend == "openai":
+        return {"base_url": base_url}
+    return {}
 
 
 def play(
@@ -20,7 +33,8 @@ def play(
     model: str | None = typer.Option(
         None, help="Local HF model folder (default: embedded SmolLM2-135M-Instruct)."
     ),
-    backend: str = typer.Option("hf", help="Policy backend (agent.backends): hf, vllm, langchain."),
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    base_url: str | None = typer.Option(None, help=BASE_URL_HELP),
     knowledge: str = typer.Option(
         "none", help="Knowledge in context: none, latest, or a knowledge version id."
     ),
@@ -41,15 +55,19 @@ def play(
         help="Serve the run's deployed checkpoint (set by `oel loop`), checking for a new one before "
         "each wave of BATCH episodes; a deployed agent for `oel loop --watch`.",
     ),  # fmt: skip
+    ray: str | None = typer.Option(None, "--ray", help=RAY_HELP),
+    workers: int = typer.Option(2, min=1, help=WORKERS_HELP),
 ) -> None:
     """Play episodes with a policy, one batched model call per step, and store every step."""
     from agent.play import PlayError, play_and_report
+    from agent.ray_pool import RaySettings
 
     try:
         play_and_report(
             env=env, episodes=episodes, split=split, batch=batch, seed=seed, model=model, backend=backend,
             knowledge=knowledge, run=run, round_index=round, db=db, temperature=temperature, top_p=top_p,
             top_k=top_k, max_new_tokens=max_new_tokens, follow=follow, action_mode=action_mode,
+            ray=RaySettings(address=ray, workers=workers), backend_options=backend_options(backend, base_url),
         )  # fmt: skip
     except PlayError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -18,11 +18,20 @@ def errors_as_lines() -> Iterator[None]:
     from agent.model import ModelLoadError
     from agent.play import PlayError
     from agent.policy import PolicyError
+    from agent.ray_pool import RayError
     from memory.errors import StoreError
     from memory.knowledge.errors import KnowledgeError
 
     try:
         yield
-    except (CommandError, KnowledgeError, StoreError, PolicyError, ModelLoadError, PlayError) as exc:
+    except (
+        CommandError,
+        KnowledgeError,
+        StoreError,
+        PolicyError,
+        ModelLoadError,
+        PlayError,
+        RayError,
+    ) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

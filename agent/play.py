@@ -1,7 +1,10 @@
 """What `oel play` does: open the store, load the policy, resolve knowledge, roll out with a live bar.
 
 Kept apart from the CLI module so the online loop can call the same path, and
-so the argument parsing stays free of heavy imports.
+so the argument parsing stays free of heavy imports. With `ray`, the episodes
+are played by Ray rollout workers (`agent.ray_pool`) that write them to the
+store themselves; `follow` then has each worker read the deployment before
+each chunk of seeds.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.backends import make_policy
+from agent.backends import REMOTE_BACKENDS, make_policy
 from agent.forms import make_form
 from agent.model import ModelLoadError
 from agent.policy import PolicyError, SamplingParams
+from agent.ray_pool import PolicySpec, RayError, RaySettings, RolloutPool, seed_ranges
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
 from memory.errors import StoreError
 from memory.store import ExperienceStore
@@ -61,6 +65,7 @@ def play_and_report(
     *, env: str, episodes: int, split: str, batch: int, seed: int, model: str | None, backend: str,
     knowledge: str, run: str, round_index: int | None, db: str | None, temperature: float, top_p: float,
     top_k: int, max_new_tokens: int, follow: bool = False, action_mode: str = "text",
+    ray: RaySettings | None = None, backend_options: dict | None = None,
 ) -> RolloutSummary:  # fmt: skip
     """Play `episodes` episodes with a live progress bar, store them, and print a summary table.
 
@@ -68,6 +73,8 @@ def play_and_report(
     wave the run's deployed checkpoint (`memory.rounds`) is read; when it
     changed, the policy reloads it, so a loop's new checkpoint is served from
     the next episode on. Without a deployment yet, `model` is served.
+    `ray` (enabled): Ray rollout workers play the episodes instead, each with
+    its own policy built from `backend` and `backend_options`.
     """
     import gymnasium
 
@@ -92,8 +99,8 @@ def play_and_report(
         round_id = None if round_index is None else store.start_round(run_id, round_index)
         knowledge_id, knowledge_text = resolve_knowledge(store, run_id, knowledge)
         with console.status("loading the policy ..."):
-            path = model if backend == "langchain" else str(resolve_model_path(model))
-            policy = make_policy(backend, path)
+            path = model if backend in REMOTE_BACKENDS else str(resolve_model_path(model))
+            policy = make_policy(backend, path, **(backend_options or {}))
         checkpoint_id = store.checkpoint_for_path(str(path), run_id=run_id)
         config = RolloutConfig(
             env_id=env, split=split, episodes=episodes, batch=batch, seed=seed, sampling=sampling,
@@ -117,7 +124,16 @@ def play_and_report(
                     tps=f"{summary.tokens_per_second:.1f}",
                 )  # fmt: skip
 
-            if not follow:
+            if ray is not None and ray.enabled:
+                with RolloutPool(ray, store, PolicySpec(backend, backend_options or {})) as pool:
+                    played = pool.play(
+                        path, config, tags, [seed + i for i in range(episodes)], knowledge=knowledge_text,
+                        follow_run=run_id if follow else None, on_episode=on_episode,
+                    )  # fmt: skip
+                summary = played.summary
+                for worker, seeds in sorted(played.workers.items()):
+                    console.print(f"{escape(worker)} played seeds {seed_ranges(seeds)}")
+            elif not follow:
                 summary = run_rollouts(
                     policy, store, config, knowledge=knowledge_text, tags=tags, on_episode=on_episode
                 )
@@ -139,7 +155,7 @@ def play_and_report(
                     summary.policy_calls += wave.policy_calls
                     summary.env_steps += wave.env_steps
                     summary.generated_tokens += wave.generated_tokens
-    except (ModelLoadError, PolicyError, StoreError) as exc:
+    except (ModelLoadError, PolicyError, RayError, StoreError) as exc:
         raise PlayError(str(exc)) from None
     finally:
         store.close()

@@ -50,6 +50,8 @@ from memory import queries
 from memory.store import ExperienceStore
 
 OnEpisode = Callable[[FinishedEpisode, RolloutSummary], None]
+Player = Callable[[RolloutConfig, EpisodeTags, str | None, Sequence[int], OnEpisode | None], object]
+"""play(rollout, tags, knowledge, seeds, on_episode): plays seeds somewhere and stores their episodes."""
 
 LOCAL_OBJECT_STORE_MB = 200
 """Object store of a cluster started in-process (`address = "local"`); chunks and results are small."""
@@ -208,6 +210,21 @@ def chunks_of(seeds: Sequence[int], size: int) -> list[list[int]]:
     return chunks
 
 
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """Seeds as ranges for a screen, e.g. [0, 0, 1, 1, 2, 2, 7] -> "0-2, 7 (7 episodes)"."""
+    unique = sorted(set(seeds))
+    parts: list[str] = []
+    start = previous = None
+    for seed in [*unique, None]:
+        if previous is not None and seed != previous + 1:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = None
+        if start is None:
+            start = seed
+        previous = seed
+    return f"{', '.join(parts)} ({len(seeds)} episode{'' if len(seeds) == 1 else 's'})"
+
+
 def merge(total: RolloutSummary, part: RolloutSummary) -> None:
     """Add a worker's summary into the driver's (seconds: the sum of the workers' times)."""
     total.episodes += part.episodes
@@ -319,6 +336,15 @@ class RolloutPool:
             fill()
         self._check_stored(rollout, tags, knowledge, seeds, follow_run)
         return result
+
+    def player(self, model: str | None) -> Player:
+        """A `Player` on checkpoint `model` (for `oel.evaluation.evaluate`)."""
+
+        def play(rollout: RolloutConfig, tags: EpisodeTags, knowledge: str | None, seeds: Sequence[int],
+                 on_episode: OnEpisode | None) -> PoolResult:  # fmt: skip
+            return self.play(model, rollout, tags, seeds, knowledge=knowledge, on_episode=on_episode)
+
+        return play
 
     def _check_stored(self, rollout: RolloutConfig, tags: EpisodeTags, knowledge: str | None,
                       seeds: Sequence[int], follow_run: int | None) -> None:  # fmt: skip

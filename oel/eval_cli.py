@@ -4,14 +4,17 @@ A thin layer over `oel.evaluation` (the same code the loop's evaluate phase
 runs). `--knowledge raw` pastes the run's own train trajectories under the
 token cap (`memory.knowledge.raw`); `latest` or a version id puts extracted
 or person-written knowledge in context. The condition's episodes are stored,
-so running the command again resumes, or just reports.
+so running the command again resumes, or just reports. `--ray ADDRESS` plays
+the missing seeds on Ray rollout workers (`agent.ray_pool`) instead.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import typer
 
-from agent.cli import DB_HELP
+from agent.cli import BACKEND_HELP, BASE_URL_HELP, DB_HELP, RAY_HELP, WORKERS_HELP
 
 MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
 
@@ -29,7 +32,8 @@ def evaluate_command(
         "default", help="Run name whose knowledge is used and under which episodes are filed."
     ),
     model: str | None = typer.Option(None, help=MODEL_HELP),
-    backend: str = typer.Option("hf", help="Policy backend (agent.backends): hf, vllm, langchain."),
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    base_url: str | None = typer.Option(None, help=BASE_URL_HELP),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     token_cap: int = typer.Option(2048, min=1, help="Token cap for the raw-trajectory context."),
     temperature: float = typer.Option(0.7, help="Sampling temperature (OEL: 0.7; 0 = greedy)."),
@@ -37,6 +41,8 @@ def evaluate_command(
     action_mode: str = typer.Option(
         "text", help="text (OEL's free-text protocol) or scored (the admissible commands are scored)."
     ),
+    ray: str | None = typer.Option(None, "--ray", help=RAY_HELP),
+    workers: int = typer.Option(2, min=1, help=WORKERS_HELP),
 ) -> None:
     """Play the held-out split with knowledge in context; print pass rate and tokens per episode."""
     import gymnasium
@@ -46,13 +52,15 @@ def evaluate_command(
     from rich.table import Table
 
     import envs
-    from agent.backends import make_policy
+    from agent.backends import REMOTE_BACKENDS, make_policy
+    from agent.cli import backend_options
     from agent.cli_errors import errors_as_lines
     from agent.extractor import policy_token_counter
     from agent.forms import make_form
     from agent.model import resolve_model_path
     from agent.play import PlayError, resolve_knowledge
     from agent.policy import SamplingParams
+    from agent.ray_pool import PolicySpec, RaySettings, RolloutPool
     from memory.knowledge.generator import approx_token_count
     from memory.knowledge.raw import build_raw_version
     from memory.stats import format_rate
@@ -68,11 +76,17 @@ def evaluate_command(
         config = EvalConfig(
             env_id=env, episodes=episodes, batch=batch, seed=seed, sampling=sampling, action_mode=action_mode
         )
-        with ExperienceStore.open(db) as store:
+        options = backend_options(backend, base_url)
+        with ExperienceStore.open(db) as store, ExitStack() as stack:
             run_id = store.ensure_run(run)
+            pool = None
+            if ray is not None:
+                pool = stack.enter_context(
+                    RolloutPool(RaySettings(ray, workers), store, PolicySpec(backend, options))
+                )
             with console.status("loading the policy ..."):
-                path = str(resolve_model_path(model)) if backend != "langchain" else model
-                policy = make_policy(backend, path)
+                path = model if backend in REMOTE_BACKENDS else str(resolve_model_path(model))
+                policy = make_policy(backend, path, **options)
             make_form(policy, action_mode)  # refuse a mode the backend cannot play before anything runs
             checkpoint_id = store.checkpoint_for_path(str(path), run_id=run_id)
             counter = policy_token_counter(policy)
@@ -94,6 +108,7 @@ def evaluate_command(
                     on_episode=lambda _done, summary: progress.update(
                         task, advance=1, rate=f"{summary.success_rate:.1%}"
                     ),
+                    play=None if pool is None else pool.player(path),
                 )  # fmt: skip
     table = Table(title=escape(f"{env} held-out, {policy.name}, {action_mode}"))
     columns = ["knowledge", "version", "knowledge tokens", "pass rate [95% CI] (wins/n)", "gen tokens/ep",

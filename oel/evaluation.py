@@ -17,6 +17,10 @@ maps for every condition), stored tagged with the condition, so:
 
 Sampling is the caller's (OEL evaluates at T=0.7), so pass rates on 128 maps
 carry a few points of noise: compare conditions on the same seeds.
+
+The missing seeds are played in this process by default, or by whatever
+`play` the caller passes: Ray rollout workers (`agent.ray_pool.RolloutPool.player`)
+write the same episodes with the same tags, so what counts as played is the same.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Any
 import pandas as pd
 
 from agent.policy import Policy, SamplingParams
-from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
+from agent.ray_pool import OnEpisode, Player
+from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
 from memory import queries
 from memory.stats import wilson_interval
 from memory.store import ExperienceStore
@@ -100,13 +105,15 @@ def evaluate(
     knowledge_version_id: int | None = None,
     round_id: int | None = None,
     on_start: Callable[[int], None] | None = None,
-    on_episode: Callable[[FinishedEpisode, RolloutSummary], None] | None = None,
+    on_episode: OnEpisode | None = None,
+    play: Player | None = None,
 ) -> dict[str, Any]:
     """Play the condition's missing held-out seeds, store them, and return the condition's figures.
 
-    `get_policy()` is called only when there is something to play (a resumed
-    evaluation loads no model). `on_start(n)` is told how many episodes will
-    be played now.
+    `get_policy()` is called only when there is something to play in this
+    process (a resumed evaluation loads no model); `play`, when given, plays
+    the seeds instead (Ray workers). `on_start(n)` is told how many episodes
+    will be played now.
     """
     have = set(
         condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)["seed"].astype(int)
@@ -121,9 +128,12 @@ def evaluate(
             sampling=config.sampling, action_mode=config.action_mode,
         )  # fmt: skip
         tags = EpisodeTags(run_id, round_id, checkpoint_id, knowledge_version_id)
-        run_rollouts(
-            get_policy(), store, rollout, knowledge=text, tags=tags, seeds=missing, on_episode=on_episode
-        )
+        if play is not None:
+            play(rollout, tags, text, missing, on_episode)
+        else:
+            run_rollouts(
+                get_policy(), store, rollout, knowledge=text, tags=tags, seeds=missing, on_episode=on_episode
+            )
     figures = condition_figures(
         condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)
     )
