@@ -23,6 +23,11 @@ that was cut off. Within a phase nothing is redone either:
 - consolidation resumes from its own last snapshot (`distill.checkpointing`);
 - extraction reuses a knowledge version the round already stored.
 
+Collection and evaluation play in this process, or, given a `RolloutPool`
+(a run file's `[ray]`, `--ray`), on Ray rollout workers that write the same
+episodes straight to the store; the phases count what is stored either way,
+and the collect result records which worker played which seeds.
+
 An evaluation condition is identified by (checkpoint, knowledge version)
 rather than by round (`oel.evaluation`), so M_{r+1}'s held-out episodes
 played at the end of round r also serve as round r+1's "no knowledge"
@@ -45,7 +50,8 @@ from agent.backends import make_policy
 from agent.extractor import PolicyTextGenerator, make_extractor, policy_token_counter
 from agent.model import resolve_model_path
 from agent.policy import Policy, SamplingParams
-from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+from agent.ray_pool import RolloutPool
+from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
 from distill.consolidation import consolidate
 from memory import queries
 from memory.knowledge.authored import add_authored_knowledge, read_items
@@ -92,10 +98,12 @@ class RoundSummary:
 class OnlineLoop:
     """Runs a `LoopConfig` against a store; `run()` does whole rounds, resuming where the store says."""
 
-    def __init__(self, config: LoopConfig, store: ExperienceStore, ui: LoopUI | None = None) -> None:
+    def __init__(self, config: LoopConfig, store: ExperienceStore, ui: LoopUI | None = None,
+                 pool: RolloutPool | None = None) -> None:  # fmt: skip
         self.config = config
         self.store = store
         self.ui = ui or LoopUI()
+        self.pool = pool
         self.run_id = store.ensure_run(config.run.name, asdict(config))
         self._policy: Policy | None = None
         self._policy_path: str | None = None
@@ -181,8 +189,9 @@ class OnlineLoop:
             self.store, run=self.run_id, round=index, split=split, env=self.config.run.env_id
         )
 
-    def _play(self, policy: Policy, split: str, seeds: list[int], knowledge: str | None, tags: EpisodeTags,
-              batch: int, sampling: SamplingParams) -> None:  # fmt: skip
+    def _play(self, path: str, split: str, seeds: list[int], knowledge: str | None, tags: EpisodeTags,
+              batch: int, sampling: SamplingParams) -> dict[str, list[int]]:  # fmt: skip
+        """Play `seeds` on checkpoint `path`; return which Ray worker played which seeds ({} in-process)."""
         cfg = self.config
         rollout = RolloutConfig(
             env_id=cfg.run.env_id,
@@ -192,10 +201,20 @@ class OnlineLoop:
             sampling=sampling,
             action_mode=cfg.run.action_mode,
         )
+
+        def on_episode(_done: FinishedEpisode, summary: RolloutSummary) -> None:
+            self.ui.advance(success=summary.success_rate)
+
+        if self.pool is not None:  # workers read the deployment themselves: it is `path`
+            return self.pool.play(
+                path, rollout, tags, seeds, knowledge=knowledge or None, follow_run=self.run_id,
+                on_episode=on_episode,
+            ).workers  # fmt: skip
         run_rollouts(
-            policy, self.store, rollout, knowledge=knowledge or None, tags=tags, seeds=seeds,
-            on_episode=lambda done, summary: self.ui.advance(success=summary.success_rate),
+            self._policy_for(path), self.store, rollout, knowledge=knowledge or None, tags=tags, seeds=seeds,
+            on_episode=on_episode,
         )  # fmt: skip
+        return {}
 
     # ------------------------------------------------------------------ 1. collect
 
@@ -204,6 +223,7 @@ class OnlineLoop:
         checkpoint_id, path = self.store.deployed_checkpoint(self.run_id)
         version = self.store.latest_knowledge_version(self.run_id) if cfg.collect.with_knowledge else None
         version_id, text = version if version else (None, None)
+        workers: dict[str, list[int]] = {}
         if self._watch:
             claimed = self.store.claim_episodes(self.run_id, round_id, cfg.run.env_id)
             self.ui.phase_started(index, "collect", len(claimed))
@@ -221,11 +241,12 @@ class OnlineLoop:
                 sampling = cfg.sampling
                 if cfg.collect.temperature is not None:  # exploration has its own temperature
                     sampling = dataclasses.replace(sampling, temperature=cfg.collect.temperature)
-                self._play(self._policy_for(path), "train", missing, text, tags, cfg.collect.batch, sampling)
+                workers = self._play(path, "train", missing, text, tags, cfg.collect.batch, sampling)
         figures = condition_figures(self._round_episodes(index, "train"), per_seed=False)
         if not figures["episodes"]:
             raise RuntimeError(f"round {index} has no train episodes to learn from")
-        return {**figures, "checkpoint_id": checkpoint_id, "path": path, "knowledge_version_id": version_id}
+        result = {**figures, "checkpoint_id": checkpoint_id, "path": path, "knowledge_version_id": version_id}
+        return {**result, "workers": workers} if workers else result
 
     # ------------------------------------------------------------------ 2. extract
 
@@ -328,6 +349,7 @@ class OnlineLoop:
             checkpoint_id=checkpoint_id, knowledge_version_id=knowledge_id, round_id=round_id,
             on_start=lambda n: self.ui.phase_started(index, f"evaluate:{name}", n),
             on_episode=lambda done, summary: self.ui.advance(success=summary.success_rate),
+            play=None if self.pool is None else self.pool.player(path),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ 5. deploy

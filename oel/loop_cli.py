@@ -5,7 +5,9 @@ loop's progress becomes rich bars (one per phase) and a one-screen summary
 table per round, and any problem the user can fix (a bad run file, an
 unreachable store, a model that will not load, a failed consolidation) is one
 `error: ...` line with exit code 1. An interrupted loop says how to resume:
-run the same command again.
+run the same command again. With `--ray` (or a run file's `[ray]`), collection
+and evaluation run on Ray rollout workers, and each collection says which
+worker played which seeds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from typing import Any
 import typer
 
 DB_HELP = "Database URL (overrides \\[run].db; default: $OEL_DB_URL, else sqlite file oel.db here)."
+RAY_HELP = (
+    "Play collection and evaluation on Ray rollout workers: local, auto, ray://HOST:10001 or HOST:6379 "
+    "(overrides \\[ray].address; needs a PostgreSQL store)."
+)
 
 
 def _fmt(value: Any, pattern: str = "{:.1%}") -> str:
@@ -87,6 +93,13 @@ class RichLoopUI:
         self.progress.stop()
         how = "already done" if result.get("resumed") else f"{result.get('seconds', 0):.0f}s"
         self.console.print(f"round {round_index} {phase}: {how}")
+        if result.get("workers"):
+            from rich.markup import escape
+
+            from agent.ray_pool import seed_ranges
+
+            for worker, seeds in sorted(result["workers"].items()):
+                self.console.print(f"  {escape(worker)} played seeds {seed_ranges(seeds)}")
 
     def waiting(self, have: int, need: int) -> None:
         if self.wait_status is None:
@@ -123,6 +136,8 @@ def loop(
         "trigger (\\[watch] min_episodes / every_minutes) instead of collecting.",
     ),  # fmt: skip
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    ray: str | None = typer.Option(None, "--ray", help=RAY_HELP),
+    workers: int | None = typer.Option(None, min=1, help="Ray rollout workers (overrides \\[ray].workers)."),
 ) -> None:
     """Run the online loop: collect, extract knowledge, consolidate it, evaluate, deploy; round after round.
 
@@ -133,6 +148,7 @@ def loop(
 
     from agent.model import ModelLoadError
     from agent.policy import PolicyError
+    from agent.ray_pool import PolicySpec, RayError, RolloutPool
     from distill.errors import ConsolidationError
     from memory.errors import StoreError
     from memory.knowledge.errors import KnowledgeError
@@ -145,11 +161,20 @@ def loop(
     ui = RichLoopUI(console)
     try:
         run_config = load_loop_config(config)
+        run_config.ray.address = ray or run_config.ray.address
+        run_config.ray.workers = workers or run_config.ray.workers
         url = db or run_config.run.db
         with ExperienceStore.open(url) as store:
-            OnlineLoop(run_config, store, ui).run(rounds, watch=watch)
+            spec = PolicySpec(run_config.run.backend)
+            pool = RolloutPool(run_config.ray, store, spec) if run_config.ray.enabled else None
+            try:
+                OnlineLoop(run_config, store, ui, pool).run(rounds, watch=watch)
+            finally:
+                if pool is not None:
+                    pool.close()
     except (
         LoopConfigError,
+        RayError,
         StoreError,
         ModelLoadError,
         PolicyError,

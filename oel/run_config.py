@@ -12,6 +12,7 @@ as on the component's command line:
     [consolidate]  distill JobConfig + the method's Config (OPCD / baselines / RL, dense or ternary)
     [evaluate]     EvaluateSettings     held-out episodes per condition
     [watch]        WatchSettings        triggers for `oel loop --watch`
+    [ray]          agent RaySettings    rollout workers on a Ray cluster (address, workers); none: one process
 
 The loader refuses unknown sections and keys and wrong value types with one
 line that names the file, the section and the key, because a typo in a run
@@ -34,6 +35,7 @@ from typing import Any
 from agent.backends import check_backend
 from agent.forms import ACTION_MODES
 from agent.policy import PolicyError, SamplingParams
+from agent.ray_pool import RaySettings
 from distill.consolidation import build as build_consolidation
 from distill.errors import ConsolidationError
 from distill.job import JobConfig
@@ -152,6 +154,7 @@ class LoopConfig:
     """Fields of `distill.job.JobConfig` and of the chosen method's Config (method, steps, lr, ...)."""
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def consolidate_values(
         self, round_index: int, model: str, knowledge: int | None, out: str
@@ -243,7 +246,7 @@ def parse_loop_config(data: dict[str, Any], source: str = "<config>") -> LoopCon
             f"{source}: unknown section(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(sections))}"
         )
     config = LoopConfig()
-    for section in ("run", "collect", "evaluate", "watch", "extract", "sampling"):
+    for section in ("run", "collect", "evaluate", "watch", "extract", "sampling", "ray"):
         if section in data:
             current = getattr(config, section)
             setattr(config, section, _build(type(current), data[section], f"{source} [{section}]"))
@@ -267,6 +270,8 @@ def validate(config: LoopConfig, source: str) -> None:
     for name in ("rounds",):
         if getattr(config.run, name) < 1:
             raise LoopConfigError(f"{source} [run].{name} must be >= 1")
+    if config.ray.workers < 1:
+        raise LoopConfigError(f"{source} [ray].workers must be >= 1, got {config.ray.workers}")
     for section in ("collect", "evaluate"):
         for name in ("episodes", "batch"):
             if getattr(getattr(config, section), name) < 1:

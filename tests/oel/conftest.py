@@ -1,4 +1,10 @@
-"""The store the viewer tests look at: a real short run, plus knowledge and a hostile reply."""
+"""Fixtures of the orchestration tests: the store the viewer tests look at (a real short run, plus
+knowledge and a hostile reply), and a local Ray cluster for the Ray tests.
+
+`cluster` is `ray.cluster_utils.Cluster`: a head node with no CPUs and two worker
+nodes with one CPU each, so two one-CPU workers land on different nodes; small
+object stores, no dashboard. It is module-scoped: a Ray test module starts one.
+"""
 
 from __future__ import annotations
 
@@ -39,3 +45,21 @@ def filled(tmp_path_factory, tiny_path) -> str:
             header, [step], {"total_return": 1.0, "won": True, "lost": False, "feedback": HOSTILE}
         )
     return sections["run"]["db"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    object_store = 100 << 20
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "object_store_memory": object_store, "include_dashboard": False},
+    )
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, object_store_memory=object_store)
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
