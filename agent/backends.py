@@ -46,6 +46,13 @@ def backend_class(name: str) -> type:
     return getattr(importlib.import_module(module), attribute)
 
 
+def backend_options(backend: str, base_url: str | None) -> dict[str, Any]:
+    """The backend's keyword options from a command line or a run file (`base_url` for openai)."""
+    if backend == "openai":
+        return {"base_url": base_url}
+    return {}
+
+
 def make_policy(backend: str = "hf", model: str | os.PathLike[str] | None = None, **kw: Any) -> Policy:
     """Build the policy of `backend` on `model` (see the module docstring for what `model` may be)."""
     return backend_class(backend)(model, **kw)

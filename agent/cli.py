@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from agent import knowledge_cli
+from agent.backends import backend_options
 
 DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
 BACKEND_HELP = "Policy backend (agent.backends): hf, vllm, langchain, openai (--base-url, --model NAME)."
@@ -13,13 +14,6 @@ RAY_HELP = (
     "Play on Ray rollout workers: local, auto, ray://HOST:10001 or HOST:6379 (needs a PostgreSQL --db)."
 )
 WORKERS_HELP = "Ray rollout workers (with --ray)."
-
-
-def backend_options(backend: str, base_url: str | None) -> dict:
-    """The backend's keyword options from the command line (`base_url` for openai)."""
-    if backend == "openai":
-        return {"base_url": base_url}
-    return {}
 
 
 def play(

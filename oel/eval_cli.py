@@ -52,8 +52,7 @@ def evaluate_command(
     from rich.table import Table
 
     import envs
-    from agent.backends import REMOTE_BACKENDS, make_policy
-    from agent.cli import backend_options
+    from agent.backends import REMOTE_BACKENDS, backend_options, make_policy
     from agent.cli_errors import errors_as_lines
     from agent.extractor import policy_token_counter
     from agent.forms import make_form

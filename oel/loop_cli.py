@@ -165,7 +165,7 @@ def loop(
         run_config.ray.workers = workers or run_config.ray.workers
         url = db or run_config.run.db
         with ExperienceStore.open(url) as store:
-            spec = PolicySpec(run_config.run.backend)
+            spec = PolicySpec(run_config.run.backend, run_config.run.policy_options())
             pool = RolloutPool(run_config.ray, store, spec) if run_config.ray.enabled else None
             try:
                 OnlineLoop(run_config, store, ui, pool).run(rounds, watch=watch)

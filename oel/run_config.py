@@ -4,7 +4,8 @@ The sections mirror the round's phases and reuse each component's own
 config class where one exists, so a field means the same thing in a run file
 as on the component's command line:
 
-    [run]          RunSettings          what to deploy where, how many rounds
+    [run]          RunSettings          what to deploy where, how many rounds; the policy backend
+                                        (backend = "openai" plays against base_url, the served model)
     [sampling]     agent SamplingParams how the deployed policy samples (collection and evaluation)
     [collect]      CollectSettings      train episodes per round
     [extract]      ExtractSettings      where knowledge comes from (policy, model, file, none) and
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.backends import check_backend
+from agent.backends import backend_options, check_backend
 from agent.forms import ACTION_MODES
 from agent.policy import PolicyError, SamplingParams
 from agent.ray_pool import RaySettings
@@ -60,9 +61,12 @@ class RunSettings:
     rounds: int = 2
     """Rounds to complete in total (a rerun continues up to this many)."""
     model: str | None = None
-    """Starting checkpoint (HF folder); None: the embedded SmolLM2-135M-Instruct."""
+    """Starting checkpoint (HF folder); None: the embedded SmolLM2-135M-Instruct. Backend openai: the
+    folder the server was started on, whose absolute path is the model name it serves (vLLM's default)."""
     backend: str = "hf"
-    """Policy backend for collection and evaluation (agent.backends): hf, vllm, langchain."""
+    """Policy backend for collection and evaluation (agent.backends): hf, vllm, langchain, openai."""
+    base_url: str | None = None
+    """Backend openai (only): the OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8000/v1."""
     action_mode: str = "text"
     """How the policy acts, everywhere in the run: text (OEL's free-text protocol) or scored (it scores the
     game's admissible commands and samples one); consolidation trains in the same mode."""
@@ -70,6 +74,10 @@ class RunSettings:
     """Store URL; None: $OEL_DB_URL, else sqlite file oel.db in the working directory."""
     checkpoints: str = "checkpoints"
     """Folder for consolidated checkpoints: <checkpoints>/<name>/round-<r>."""
+
+    def policy_options(self) -> dict[str, Any]:
+        """The backend's keyword options (`base_url` for openai), for this process's policy and workers'."""
+        return backend_options(self.backend, self.base_url)
 
 
 @dataclass
@@ -302,6 +310,16 @@ def validate(config: LoopConfig, source: str) -> None:
         check_backend(config.run.backend)
     except PolicyError as exc:
         raise LoopConfigError(f"{source} [run].backend: {exc}") from None
+    if config.run.backend == "openai" and not config.run.base_url:
+        raise LoopConfigError(
+            f'{source} [run]: backend = "openai" needs base_url = "http://HOST:8000/v1" (the server\'s URL)'
+        )
+    if config.run.base_url is not None and config.run.backend != "openai":
+        raise LoopConfigError(
+            f'{source} [run].base_url is for backend = "openai" only, got backend {config.run.backend!r}'
+        )
+    if config.run.base_url is not None and not config.run.base_url.startswith(("http://", "https://")):
+        raise LoopConfigError(f"{source} [run].base_url must be an http:// or https:// URL")
     if config.run.action_mode not in ACTION_MODES:
         raise LoopConfigError(
             f"{source} [run].action_mode must be one of {', '.join(ACTION_MODES)}, "

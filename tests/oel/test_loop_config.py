@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from distill.consolidation import build
+from oel.cli import command
 from oel.run_config import LoopConfigError, load_loop_config, parse_loop_config
 
 RUNS = Path(__file__).resolve().parents[2] / "runs"
@@ -89,6 +91,13 @@ def test_values_reach_the_nested_configs() -> None:
             r"no 'scored' action mode",
         ),
         ({"consolidate": {"action_mode": "scored"}}, r"the loop sets 'action_mode' itself"),
+        (
+            {"run": {"backend": "openai"}},
+            r'\[run\]: backend = "openai" needs base_url = "http://HOST:8000/v1"',
+        ),
+        ({"run": {"base_url": "http://h:8000/v1"}}, r"\[run\]\.base_url is for backend = \"openai\" only"),
+        ({"run": {"backend": "openai", "base_url": "h:8000"}}, r"\[run\]\.base_url must be an http://"),
+        ({"run": {"backend": "openai", "base_url": 8000}}, r"\[run\]\.base_url: expected"),
     ],
 )
 def test_mistakes_are_named(data: dict, message: str) -> None:
@@ -116,3 +125,26 @@ def test_a_knowledge_file_is_found_next_to_the_run_file(tmp_path: Path) -> None:
     run = tmp_path / "run.toml"
     run.write_text('[extract]\nsource = "file"\nfile = "rules.md"\n')
     assert load_loop_config(run).extract.file == str(tmp_path / "rules.md")
+
+
+def test_an_openai_run_file_plays_against_its_server_and_a_missing_url_is_one_line(tmp_path, tiny_path):
+    run = tmp_path / "run.toml"
+    head = f'[run]\nbackend = "openai"\nmodel = "{tiny_path}"\ndb = "sqlite:///{tmp_path / "oel.db"}"\n'
+    run.write_text(head)
+    missing = CliRunner().invoke(command(), ["loop", "--config", str(run)])
+    assert missing.exit_code == 1
+    assert missing.output.strip().splitlines() == [
+        f'error: {run} [run]: backend = "openai" needs base_url = "http://HOST:8000/v1" (the server\'s URL)'
+    ]
+    run.write_text(head + 'base_url = "http://127.0.0.1:9/v1"\n')  # nothing listens on port 9
+    config = load_loop_config(run)
+    assert (config.run.backend, config.run.policy_options()) == (
+        "openai",
+        {"base_url": "http://127.0.0.1:9/v1"},
+    )
+    played = CliRunner().invoke(command(), ["loop", "--config", str(run)])
+    assert played.exit_code == 1  # the collection asked that server, which did not answer
+    last = played.output.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: the openai server at http://127.0.0.1:9/v1 did not answer after 3 attempts"
+    )
