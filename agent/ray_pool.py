@@ -77,7 +77,12 @@ class RaySettings:
     max_restarts: int = 3
     """How often Ray restarts a worker that died."""
     max_task_retries: int = 3
-    """How often Ray retries a chunk whose worker died while playing it."""
+    """How often Ray retries a chunk whose worker died while playing it, and the consolidation task
+    (`distill.ray_task`) whose process died."""
+    consolidate_num_cpus: float = 1.0
+    """CPUs the loop's consolidation task asks Ray for (besides what the workers hold)."""
+    consolidate_num_gpus: float = 0.0
+    """GPUs the consolidation task asks Ray for: 1 on a cluster with a GPU to spare; 0 trains on CPU."""
 
     @property
     def enabled(self) -> bool:

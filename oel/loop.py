@@ -26,7 +26,10 @@ that was cut off. Within a phase nothing is redone either:
 Collection and evaluation play in this process, or, given a `RolloutPool`
 (a run file's `[ray]`, `--ray`), on Ray rollout workers that write the same
 episodes straight to the store; the phases count what is stored either way,
-and the collect result records which worker played which seeds.
+and the collect result records which worker played which seeds. With a pool,
+consolidation runs as a Ray task with its own resource request
+(`distill.ray_task`), retried by Ray and resumed from its snapshot; its
+result records the node it ran on.
 
 An evaluation condition is identified by (checkpoint, knowledge version)
 rather than by round (`oel.evaluation`), so M_{r+1}'s held-out episodes
@@ -53,6 +56,7 @@ from agent.policy import Policy, SamplingParams
 from agent.ray_pool import RolloutPool
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
 from distill.consolidation import consolidate
+from distill.ray_task import consolidate_on_ray
 from memory import queries
 from memory.knowledge.authored import add_authored_knowledge, read_items
 from memory.knowledge.extract import extract_knowledge
@@ -310,11 +314,16 @@ class OnlineLoop:
             losses.append(metrics["loss"])
             self.ui.advance(loss=metrics["loss"])
 
-        result = consolidate(values, self.store, on_step)
+        where: dict[str, str] = {}
+        if self.pool is None:
+            result = consolidate(values, self.store, on_step)
+        else:  # a Ray task with its own resource request (distill.ray_task); it reports at the end
+            remote = consolidate_on_ray({**values, "out": str(out.resolve())}, self.store.url, cfg.ray)
+            result, losses, where = remote.result, remote.losses, {"node": remote.node}
         return {
             "checkpoint_id": result.checkpoint_id, "path": self.store.checkpoint_path(result.checkpoint_id),
             "consolidation_id": result.consolidation_id, "method": values["method"], "steps": values["steps"],
-            "resumed_after": result.start_step, "last_loss": losses[-1] if losses else None,
+            "resumed_after": result.start_step, "last_loss": losses[-1] if losses else None, **where,
         }  # fmt: skip
 
     # ------------------------------------------------------------------ 4. evaluate

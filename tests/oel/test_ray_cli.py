@@ -28,7 +28,7 @@ def test_loop_round_on_two_workers_says_who_played_which_seeds(cluster, pg_url, 
     sections["extract"] = {"source": "none"}
     sections["consolidate"] = {"method": "rl", "source": "round", "groups": 2, "steps": 1, "lr": 1e-4}
     sections["evaluate"] = {"episodes": 4, "batch": 2, "conditions": ["none", "consolidated"]}
-    sections["ray"] = {"address": cluster.address, "workers": 2}
+    sections["ray"] = {"address": cluster.address, "workers": 2, "num_cpus": 0.5, "consolidate_num_cpus": 0.5}
     result = invoke("loop", "--config", str(write_run_file(tmp_path / "run.toml", sections)))
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "played seeds" in line]
@@ -37,7 +37,9 @@ def test_loop_round_on_two_workers_says_who_played_which_seeds(cluster, pg_url, 
         assert train_seeds(store) == [s for s in range(4) for _ in range(2)]  # each group whole, once
         held_out = queries.episodes(store, run="tiny", split="test")
         assert sorted(held_out["seed"]) == [0, 0, 1, 1, 2, 2, 3, 3]  # two conditions, each seed once
-        collect = store.phase_results(store.start_round(store.get_run("tiny"), 0))["collect"]
+        results = store.phase_results(store.start_round(store.get_run("tiny"), 0))
+    collect = results["collect"]
+    assert results["consolidate"]["node"]  # consolidation ran as a Ray task
     assert sorted(s for seeds in collect["workers"].values() for s in seeds) == [
         s for s in range(4) for _ in "ab"
     ]
@@ -66,3 +68,17 @@ def test_ray_on_sqlite_is_one_line(tmp_path, tiny_path):
     assert result.exit_code == 1
     last = result.output.splitlines()[-1]
     assert last.startswith("error: Ray workers need a PostgreSQL store") and "postgresql+psycopg://" in last
+
+
+def test_a_consolidation_task_the_cluster_cannot_place_is_one_line(cluster, pg_url, tmp_path, tiny_path):
+    sections = tiny_sections(tmp_path, tiny_path, collect={"episodes": 4, "batch": 2, "group_size": 2})
+    sections["run"]["db"] = pg_url
+    sections["extract"] = {"source": "none"}
+    sections["consolidate"] = {"method": "rl", "source": "round", "groups": 2, "steps": 1, "lr": 1e-4}
+    sections["ray"] = {"address": cluster.address, "workers": 2, "num_cpus": 0.5, "consolidate_num_gpus": 1.0}
+    result = invoke("loop", "--config", str(write_run_file(tmp_path / "run.toml", sections)))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the consolidation task asks Ray for 1 GPUs, but the cluster has 0 and the 2 rollout workers "
+        "hold 0: lower [ray] consolidate_num_gpus or the workers' num_gpus, or add a node"
+    )

@@ -1,0 +1,87 @@
+"""Faults of a loop on Ray (`cluster` of conftest, PostgreSQL): a killed consolidation task.
+
+The cluster has two one-CPU nodes, so the two rollout workers ask for half a CPU
+each and the consolidation task for half a CPU: the task fits beside them.
+Every check reads the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from loop_helpers import consolidation_steps, tiny_sections, write_run_file
+
+from agent.ray_pool import PolicySpec, RolloutPool
+from memory.store import ExperienceStore
+from oel.loop import OnlineLoop
+from oel.run_config import load_loop_config
+
+pytest.importorskip("ray")
+
+TASK_TITLE = b"ray::oel-consolidate"
+"""What Ray's worker process is called while it runs the consolidation task (its process title)."""
+
+
+def ray_sections(tmp_path: Path, tiny_path: Path, pg_url: str, address: str, **consolidate) -> dict:
+    sections = tiny_sections(tmp_path, tiny_path, collect={"episodes": 8, "batch": 2, "group_size": 2})
+    sections["run"]["db"] = pg_url
+    sections["extract"] = {"source": "none"}
+    sections["consolidate"] = {"method": "rl", "source": "round", "groups": 2, "steps": 1, "lr": 1e-4,
+                               "save_every": 1, **consolidate}  # fmt: skip
+    sections["evaluate"] = {"episodes": 2, "batch": 2, "conditions": ["none"]}
+    sections["ray"] = {"address": address, "workers": 2, "num_cpus": 0.5, "consolidate_num_cpus": 0.5}
+    return sections
+
+
+def task_pids() -> list[int]:
+    """Processes on this machine running the consolidation task."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(TASK_TITLE):
+                pids.append(int(entry.name))
+        except OSError:  # the process ended while we looked
+            continue
+    return pids
+
+
+def kill_task_after_first_snapshot(out: Path, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILL the consolidation task once its first snapshot is complete (resume-N, not resume-N.tmp)."""
+    while not stop.is_set():
+        if any(p.is_dir() and not p.name.endswith(".tmp") for p in out.glob("resume-*")):
+            for pid in task_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            if killed:
+                return
+        time.sleep(0.01)
+
+
+def test_a_killed_consolidation_task_is_retried_and_resumes_from_its_snapshot(
+    cluster, pg_url, tmp_path, tiny_path
+):
+    sections = ray_sections(tmp_path, tiny_path, pg_url, cluster.address, steps=4)
+    config = load_loop_config(write_run_file(tmp_path / "run.toml", sections))
+    out = tmp_path / "ckpts" / "tiny" / "round-0"
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_task_after_first_snapshot, args=(out, killed, stop), daemon=True)
+    with ExperienceStore.open(pg_url) as store, RolloutPool(config.ray, store, PolicySpec("hf")) as pool:
+        killer.start()
+        try:
+            [summary] = OnlineLoop(config, store, pool=pool).run()
+        finally:
+            stop.set()
+            killer.join()
+        steps = consolidation_steps(store)
+    consolidated = summary.results["consolidate"]
+    assert killed, "the consolidation task was never seen running"
+    assert os.getpid() not in killed  # it ran in a Ray worker, not in the driver
+    assert 1 <= consolidated["resumed_after"] < 4  # the retry started from a snapshot, not from step 0
+    assert consolidated["node"] and Path(consolidated["path"]).is_dir()
+    assert steps == 4  # every step logged once, whichever attempt ran it
