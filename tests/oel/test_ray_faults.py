@@ -1,8 +1,10 @@
-"""Faults of a loop on Ray (`cluster` of conftest, PostgreSQL): a killed consolidation task.
+"""Faults of a loop on Ray (`cluster`, PostgreSQL): a killed consolidation task, a killed driver.
 
 The cluster has two one-CPU nodes, so the two rollout workers ask for half a CPU
-each and the consolidation task for half a CPU: the task fits beside them.
-Every check reads the store.
+each and the consolidation task for half a CPU: the task fits beside them. The
+driver that is killed is an `oel loop` subprocess on the same cluster (Ray ends
+its workers with it); the rerun is `oel loop` in this process. Every check
+reads the store.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from loop_helpers import consolidation_steps, tiny_sections, write_run_file
+from click.testing import CliRunner
+from loop_helpers import consolidation_steps, start, tiny_sections, train_seeds, write_run_file
+from sqlalchemy import func, select
+from sqlalchemy.exc import ProgrammingError
 
 from agent.ray_pool import PolicySpec, RolloutPool
+from memory.models import Episode
 from memory.store import ExperienceStore
+from oel.cli import command
 from oel.loop import OnlineLoop
 from oel.run_config import load_loop_config
 
@@ -85,3 +92,28 @@ def test_a_killed_consolidation_task_is_retried_and_resumes_from_its_snapshot(
     assert 1 <= consolidated["resumed_after"] < 4  # the retry started from a snapshot, not from step 0
     assert consolidated["node"] and Path(consolidated["path"]).is_dir()
     assert steps == 4  # every step logged once, whichever attempt ran it
+
+
+def test_a_driver_killed_during_collection_resumes_from_the_store_with_every_seed_once(
+    cluster, pg_url, tmp_path, tiny_path
+):
+    run_file = write_run_file(
+        tmp_path / "run.toml", ray_sections(tmp_path, tiny_path, pg_url, cluster.address)
+    )
+    driver = start("loop", "--config", str(run_file), log=tmp_path / "first.log")
+    stored = 0
+    with ExperienceStore.open(pg_url) as store:
+        deadline = time.monotonic() + 240
+        while stored == 0 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                with store.engine.connect() as conn:
+                    stored = conn.execute(select(func.count()).select_from(Episode)).scalar_one()
+            except ProgrammingError:  # the driver has not created the tables yet
+                stored = 0
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        assert 0 < stored < 8, (tmp_path / "first.log").read_text()  # killed mid-collection
+        again = CliRunner().invoke(command(), ["loop", "--config", str(run_file)], env={"COLUMNS": "200"})
+        assert again.exit_code == 0, again.output
+        assert train_seeds(store) == [s for s in range(4) for _ in range(2)]  # each group once, both drivers
