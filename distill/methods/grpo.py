@@ -78,6 +78,8 @@ class Config:
     """Upper clip epsilon; None: 0.28 for grpo (clip-higher), 0.4 for gmpo."""
     kl_beta: float = 0.0
     """Weight of the k3 KL to the reference (the starting checkpoint); 0 = off."""
+    center: float = 0.0
+    """Scored mode: fraction of each command's batch-mean push removed from every state's push; 0 = off."""
     updates: int = 1
     """Optimizer steps per sampled batch (GRPO's mu; above 1 the clipped ratio starts to matter)."""
 
@@ -100,10 +102,13 @@ class Config:
             )
         if self.groups < 1 or self.updates < 1:
             raise ConsolidationError(f"groups and updates must be >= 1, got {self.groups}, {self.updates}")
-        if not 0 < self.keep_top <= 1 or self.kl_beta < 0:
+        if not 0 < self.keep_top <= 1 or self.kl_beta < 0 or not 0 <= self.center <= 1:
             raise ConsolidationError(
-                f"need 0 < keep_top <= 1 and kl_beta >= 0, got {self.keep_top}, {self.kl_beta}"
+                f"need 0 < keep_top <= 1, kl_beta >= 0 and 0 <= center <= 1, got {self.keep_top}, "
+                f"{self.kl_beta}, {self.center}"
             )
+        if self.center > 0 and self.objective != "grpo":
+            raise ConsolidationError("center needs objective grpo (a per-action push), not gmpo")
         for name in ("clip_low", "clip_high"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConsolidationError(f"{name} must be > 0, got {getattr(self, name)}")

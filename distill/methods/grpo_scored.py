@@ -24,6 +24,19 @@ tokens. The steps, as in `distill.methods.grpo`:
 
 With T the same in collection and training, a fresh batch's ratio is 1: the
 behaviour log-probs are those of the distribution actually sampled.
+
+Centring (`center`, off by default). The policy gradient pushes state s's
+candidate logits by g(s) = A (onehot(chosen) - pi_old(. | s)). On FrozenLake
+one update moved every state towards the same move (measured: the greedy
+policy flipped between all-down and all-right from round to round): a
+command's push, averaged over the batch's states, is a state-independent
+shift, the easiest direction for the weights to take. With `center = c`
+each state's push becomes g(s) - c * mean over the batch's states of g
+(per command, over the states offering it), so with c = 1 only what
+differs between states trains. The loss is then the surrogate
+-sum_s sum_a g'(s)_a log pi(a | s) times the detached ratio, whose
+gradient is that push: it has no clip, so it is meant for one update per
+fresh batch, as the loop's rounds use it.
 """
 
 from __future__ import annotations
@@ -49,6 +62,8 @@ class ActionRow:
     advantage: float
     rl: bool
     """Whether the RL term trains on it (its group was kept)."""
+    push: list[float] | None = None
+    """With centring: the centred push on each candidate's log pi (see the module docstring)."""
 
     @property
     def state(self) -> str:
@@ -88,6 +103,22 @@ def action_batch(groups: list[list[grouping.PlayedEpisode]], selection: grouping
     return Batch(rows, units=units, totals=totals, info=info)
 
 
+def center_pushes(rows: list[ActionRow], center: float) -> None:
+    """Give every RL row its push minus `center` times its commands' mean push over the batch's RL rows."""
+    rl_rows = [r for r in rows if r.rl]
+    pushes = []
+    totals: dict[str, list[float]] = {}
+    for row in rl_rows:
+        pi = torch.tensor(row.step.logprobs, dtype=torch.float64).exp()
+        push = (torch.nn.functional.one_hot(torch.tensor(row.step.chosen), len(pi)) - pi) * row.advantage
+        pushes.append(push.tolist())
+        for command, p in zip(row.step.commands, pushes[-1], strict=True):
+            totals.setdefault(command, []).append(p)
+    means = {c: sum(v) / len(v) for c, v in totals.items()}
+    for row, push in zip(rl_rows, pushes, strict=True):
+        row.push = [p - center * means[c] for c, p in zip(row.step.commands, push, strict=True)]
+
+
 def rl_loss(job: ConsolidationJob, config: Config, rows: list[ActionRow], log_pi: list[torch.Tensor],
             batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
     """The RL term of one micro-batch from the student's candidate log-probs, pre-scaled to the batch mean."""
@@ -98,7 +129,13 @@ def rl_loss(job: ConsolidationJob, config: Config, rows: list[ActionRow], log_pi
     old = torch.tensor([rows[i].step.logprobs[rows[i].step.chosen] for i in picked], device=new.device)
     adv = torch.tensor([rows[i].advantage for i in picked], device=new.device)
     eps_low, eps_high = config.clip()
-    if config.objective == "grpo":
+    if config.center > 0:
+        ratio = torch.exp(new - old).detach()
+        pushed = torch.stack([(torch.tensor(rows[i].push, dtype=log_pi[i].dtype, device=new.device)
+                               * log_pi[i]).sum() for i in picked])  # fmt: skip
+        loss = -(ratio * pushed).sum() / batch.totals["rl_actions"]
+        clipped = torch.zeros(len(picked), dtype=torch.bool)
+    elif config.objective == "grpo":
         action_loss, clipped = grpo_token_loss(new, old, adv, eps_low, eps_high)
         loss = action_loss.sum() / batch.totals["rl_actions"]
     else:
@@ -139,8 +176,11 @@ class Method(grpo.Method):
         # ---- 1. G scored episodes per task (or the round's groups); 2. advantages, filter
         groups, info = grpo.sample_groups(job, self.config, step, self.pool)
         selection = grouping.select(groups, self.config.keep_top)
-        # ---- 3. every scored step of the kept episodes
-        return action_batch(groups, selection, self.config.baseline, all_episodes=False, info=info)
+        # ---- 3. every scored step of the kept episodes (their pushes centred over the batch, if asked)
+        batch = action_batch(groups, selection, self.config.baseline, all_episodes=False, info=info)
+        if self.config.center > 0:
+            center_pushes(batch.rows, self.config.center)
+        return batch
 
     def loss(self, job: ConsolidationJob, rows: list[ActionRow], batch: Batch) -> tuple[torch.Tensor, dict]:
         # ---- 4. the clipped policy-gradient loss on log pi(chosen), recomputed with gradient

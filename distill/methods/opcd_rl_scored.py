@@ -38,7 +38,10 @@ class Method(grpo_scored.Method):
         # ---- 1. RL's groups and advantages; 2. rows for every episode's scored steps
         groups, info = grpo.sample_groups(job, self.config, step, self.pool)
         selection = grouping.select(groups, self.config.keep_top)
-        return grpo_scored.action_batch(groups, selection, self.config.baseline, all_episodes=True, info=info)
+        batch = grpo_scored.action_batch(groups, selection, self.config.baseline, True, info=info)
+        if self.config.center > 0:
+            grpo_scored.center_pushes(batch.rows, self.config.center)
+        return batch
 
     def loss(
         self, job: ConsolidationJob, rows: list[grpo_scored.ActionRow], batch: Batch

@@ -252,3 +252,52 @@ def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, 
     (tmp_path / "b" / OPTIMIZER_FILE).write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match=r"cannot read the optimizer state .*b/optimizer\.safetensors"):
         consolidate(_config(tmp_path / "d", carry_optimizer=True, model=str(tmp_path / "b"), **rl), store)
+
+
+def _action_row(chosen: int, probs: list[float], advantage: float) -> grpo_scored.ActionRow:
+    from distill.candidates import ScoredState
+
+    logprobs = [float(torch.tensor(p).log()) for p in probs]
+    step = ScoredState("s", [1], COMMANDS, [[5], [6], [7]], chosen, logprobs, 1.0)
+    return grpo_scored.ActionRow(step, advantage, rl=True)
+
+
+def test_centring_removes_each_commands_mean_push_over_the_batch():
+    rows = [_action_row(2, [0.2, 0.3, 0.5], 1.0), _action_row(0, [0.6, 0.2, 0.2], -0.5),
+            _action_row(1, [0.1, 0.1, 0.8], 2.0)]  # fmt: skip
+    plain = []
+    for row in rows:
+        pi = torch.tensor(row.step.logprobs).exp()
+        plain.append((torch.nn.functional.one_hot(torch.tensor(row.step.chosen), 3) - pi) * row.advantage)
+    grpo_scored.center_pushes(rows, 0.0)
+    for row, push in zip(rows, plain, strict=True):
+        assert torch.allclose(torch.tensor(row.push, dtype=torch.float32), push, atol=1e-6)
+    grpo_scored.center_pushes(rows, 1.0)
+    centred = torch.tensor([r.push for r in rows], dtype=torch.float64)
+    assert torch.allclose(centred.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    differences = torch.tensor([r.push for r in rows]) - torch.stack(plain).double()
+    # one shift, the same for every state
+    assert torch.allclose(differences, differences[0].expand(3, 3), atol=1e-6)
+
+
+def test_centred_grpo_trains_on_what_differs_between_states(store, tmp_path):
+    config = _config(tmp_path / "centred", method="rl", env_id="oeltest/Colour-v0", groups=4, group_size=4,
+                     steps=1, lr=1e-3, center=1.0)  # fmt: skip
+    job = make_job(config, store)
+    job.setup()
+    try:
+        batch = job.method.sample(job, 1)
+        rl_rows = [r for r in batch.rows if r.rl]
+        assert rl_rows
+        # every Colour state is the same text: centred over them, the pushes cancel (nothing differs)
+        assert any(abs(p) > 1e-3 for r in rl_rows for p in r.push)
+        loss, _stats = job.method.loss(job, rl_rows, batch)
+        loss.backward()
+        grads = [p.grad for p in job.student.parameters() if p.grad is not None]
+        assert all(float(g.abs().max()) < 1e-6 for g in grads)
+    finally:
+        job.cleanup()
+    from distill.errors import ConsolidationError
+
+    with pytest.raises(ConsolidationError, match="center needs objective grpo"):
+        make_job(_config(tmp_path / "x", method="rl", center=0.5, objective="gmpo"), store)
