@@ -244,6 +244,8 @@ class Method(MethodBase):
 
     def __init__(self, job_config: JobConfig, config: Config) -> None:
         super().__init__(job_config, config)
+        if config.center > 0 and job_config.action_mode != "scored":
+            raise ConsolidationError("center needs the scored action mode (it centres pushes on candidates)")
         self.updates = config.updates
         self.pool: list | None = None
 

@@ -301,3 +301,5 @@ def test_centred_grpo_trains_on_what_differs_between_states(store, tmp_path):
 
     with pytest.raises(ConsolidationError, match="center needs objective grpo"):
         make_job(_config(tmp_path / "x", method="rl", center=0.5, objective="gmpo"), store)
+    with pytest.raises(ConsolidationError, match="center needs the scored action mode"):
+        make_job(_config(tmp_path / "x", method="rl", center=0.5, action_mode="text"), store)
