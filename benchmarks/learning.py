@@ -207,7 +207,10 @@ def main() -> None:  # noqa: C901 - one table, one straight script
         if "extracted" in args.rows:
             cpu0 = cpu_seconds()
             progress("extracted: a round of 32 scored episodes, then the policy extracts knowledge")
-            round_id = store.start_round(bench, 0)
+            # a run of its own, so the extraction accumulates with nothing (not with the rules above)
+            own = store.ensure_run("bench-extracted")
+            own_start = store.checkpoint_for_path(str(start), run_id=own)
+            round_id = store.start_round(own, 0)
             rollout = RolloutConfig(
                 env_id=args.env_id,
                 batch=32,
@@ -215,15 +218,15 @@ def main() -> None:  # noqa: C901 - one table, one straight script
                 sampling=SamplingParams(temperature=1.0, seed=0),
             )
             played = run_rollouts(
-                policy, store, rollout, seeds=range(32), tags=EpisodeTags(bench, round_id, start_id)
+                policy, store, rollout, seeds=range(32), tags=EpisodeTags(own, round_id, own_start)
             )
             result = extract_knowledge(
                 store,
                 PolicyTextGenerator(policy, SamplingParams(seed=0)),
                 [e.episode_id for e in played.episodes],
-                run_id=bench,
+                run_id=own,
                 round_id=round_id,
-                extractor_checkpoint_id=start_id,
+                extractor_checkpoint_id=own_start,
                 count_tokens=policy_token_counter(policy),
                 config=ExtractionConfig(max_new_tokens=64),
             )
@@ -233,6 +236,8 @@ def main() -> None:  # noqa: C901 - one table, one straight script
                 "scored",
                 0.0,
                 result.version_id,
+                run_id=own,
+                checkpoint=own_start,
                 cpu0=cpu0,
             )
 
