@@ -16,6 +16,7 @@ from agent.model import load_model
 from agent.policy import SamplingParams, encode_chat
 
 pytest.importorskip("vllm")
+pytestmark = pytest.mark.vllm
 
 TOLERANCE = 2e-3
 
