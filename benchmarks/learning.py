@@ -14,7 +14,9 @@ held-out maps for every row. Rows:
   RL (GRPO on the round's groups, RAGEN's filter; with the group baseline,
   and with the per-state baseline and centred pushes), SFT on the policy's own wins (expert
   iteration), OPCD of the person-written rules, OPCD+RL; every row trains
-  the top 8 of the 30 layers at lr 2e-5, AdamW carried across rounds;
+  the top 8 of the 30 layers at lr 2e-5, AdamW carried across rounds; and
+  the quick preset's consolidation: SFT on its own wins, 10 steps at lr 7e-6,
+  deploying the best-validated of M_r and its updates (`keep_best`);
 - a 2:4 sparse-ternary student distilled (scored OPCD) from the best dense
   model of the training rows, deployed packed.
 
@@ -44,7 +46,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "runs" / "frozenlake-rules.md"
 ENVS = {"frozenlake": "oel/FrozenLake-v0", "sokoban": "oel/Sokoban-v0", "cooking": "oel/TextWorld-Cooking-v0"}
-TRAINED = ("rl", "rl-state", "sft", "opcd", "opcd+rl")
+TRAINED = ("rl", "rl-state", "sft", "sft-gate", "opcd", "opcd+rl")
 ROWS = ("floors", "text", "scored", "rules", "extracted", *TRAINED, "ternary")
 
 
@@ -89,6 +91,9 @@ def loop_config(args: argparse.Namespace, name: str, method: str, tmp: Path) -> 
         consolidate |= {"baseline": "state", "center": 1.0}
     if method in ("sft", "opcd"):
         consolidate |= {"batch": 16, "steps": args.pool_steps, "temperature": 1.0}
+    if method == "sft-gate":  # runs/frozenlake-quick.toml's consolidation
+        consolidate |= {"method": "sft", "batch": 16, "steps": 10, "lr": 7e-6, "temperature": 1.0,
+                        "eval_every": 5, "eval_episodes": 32, "keep_best": True}  # fmt: skip
     if method == "opcd+rl":
         consolidate |= {"temperature": 1.0}
     return {
@@ -258,6 +263,7 @@ def main() -> None:  # noqa: C901 - one table, one straight script
                 "rl": "RL (GRPO, filtered groups)",
                 "rl-state": "RL (GRPO, per-state baseline, centred pushes)",
                 "sft": "SFT on own won episodes (expert iteration)",
+                "sft-gate": "SFT on own wins, validation-gated (the quick preset)",
                 "opcd": "OPCD of the person-written rules",
                 "opcd+rl": "OPCD+RL (rules)",
             }[method]

@@ -134,7 +134,7 @@ class JobConfig:
     eval_env: str | None = None
     """Validation environment; None: the method's env_id, else the round's environment."""
     keep_best: bool = False
-    """Deploy the best-validated weights seen (the start counts), not the last; needs eval_every."""
+    """Deploy the best-validated weights (the start counts, a tie goes to the later); needs eval_every."""
     carry_optimizer: bool = False
     """Start AdamW from the moments the start checkpoint's job left, and leave ours for the next job."""
 
@@ -497,7 +497,7 @@ class ConsolidationJob:
         )  # fmt: skip
         record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
         record["history"] = [h for h in record["history"] if h[0] != step] + [[step, rate]]
-        if self.config.keep_best and rate > record["best_rate"]:
+        if self.config.keep_best and rate >= record["best_rate"]:  # a tie goes to the later weights
             validation.save_best(self.student, self.out)
             record["best_step"], record["best_rate"] = step, rate
         ckpt.write_job(self.out, self.job)

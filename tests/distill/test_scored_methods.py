@@ -209,7 +209,7 @@ def test_eval_every_logs_validation_and_keep_best_deploys_the_best_weights(store
     meta = store.checkpoint_info(result.checkpoint_id)["meta"]["validation"]
     history = dict((step, rate) for step, rate in meta["history"])
     assert sorted(history) == [0, 1, 2, 3] and meta["best_rate"] == max(history.values())
-    assert meta["best_step"] == min(s for s, r in history.items() if r == meta["best_rate"])
+    assert meta["best_step"] == max(s for s, r in history.items() if r == meta["best_rate"])
     played = queries.episodes(store, run="r")
     validation = played[played["policy"].str.startswith(f"val:c{result.consolidation_id}:")]
     assert (
