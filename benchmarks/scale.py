@@ -7,9 +7,9 @@ dropped afterwards:
 1. episodes/s of `agent.ray_pool.RolloutPool` with 1 and with 2 workers
    (FrozenLake train seeds, the policy already loaded on every worker, so
    start-up is not counted);
-2. store writes/s from 2 Ray tasks writing synthetic finished episodes
-   (20 steps each, 32 per transaction, the rollout's write shape) at once:
-   what one PostgreSQL server takes from many workers;
+2. store writes/s from 1 and from 2 Ray tasks writing synthetic finished
+   episodes (20 steps each, 32 per transaction, the rollout's write shape) at
+   once: what one PostgreSQL server takes from many workers;
 3. seconds from a new deployment (a row in `deployments`) until every worker
    has played an episode on it: the disk weight-sync pattern's latency, which
    is the reload of the checkpoint folder plus one episode.
@@ -27,22 +27,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import create_engine, text
+# Run as a script, this folder comes first on sys.path and its sibling
+# benchmarks/envs.py would shadow the `envs` package; drop the folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from agent.model import resolve_model_path
-from agent.policy import SamplingParams
-from agent.ray_pool import PolicySpec, RaySettings, RolloutPool
-from agent.rollout import EpisodeTags, RolloutConfig
-from memory import queries
-from memory.records import StepRecord
-from memory.store import ExperienceStore
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from agent.model import resolve_model_path  # noqa: E402
+from agent.policy import SamplingParams  # noqa: E402
+from agent.ray_pool import PolicySpec, RaySettings, RolloutPool  # noqa: E402
+from agent.rollout import EpisodeTags, RolloutConfig  # noqa: E402
+from memory import queries  # noqa: E402
+from memory.records import StepRecord  # noqa: E402
+from memory.store import ExperienceStore  # noqa: E402
 
 ENV = "oel/FrozenLake-v0"
 OBJECT_STORE = 100 << 20
@@ -115,15 +120,15 @@ def write_synthetic(url: str, episodes: int, run_id: int) -> float:
         return time.perf_counter() - started
 
 
-def writes_per_second(url: str, run_id: int, episodes: int) -> tuple[float, float]:
-    """(episodes/s, steps/s) of two Ray tasks writing at once."""
+def writes_per_second(url: str, run_id: int, episodes: int, writers: int) -> tuple[float, float]:
+    """(episodes/s, steps/s) of `writers` Ray tasks writing at once."""
     import ray
 
     task = ray.remote(num_cpus=1)(write_synthetic)
     started = time.perf_counter()
-    ray.get([task.remote(url, episodes, run_id) for _ in range(2)])
+    ray.get([task.remote(url, episodes, run_id) for _ in range(writers)])
     seconds = time.perf_counter() - started
-    return 2 * episodes / seconds, 2 * episodes * 20 / seconds
+    return writers * episodes / seconds, writers * episodes * 20 / seconds
 
 
 def deployment_latency(
@@ -184,9 +189,10 @@ def main() -> None:
                     if workers == 2:
                         latency = deployment_latency(pool, store, run_id, model, Path(tmp))
                         rows.append(("deployment -> every worker played it (s)", f"{latency:.1f}"))
-            episodes_s, steps_s = writes_per_second(url, run_id, args.write_episodes)
-            rows.append(("store writes from 2 workers: episodes/s", f"{episodes_s:.0f}"))
-            rows.append(("store writes from 2 workers: steps/s", f"{steps_s:.0f}"))
+            for writers in (1, 2):
+                episodes_s, steps_s = writes_per_second(url, run_id, args.write_episodes, writers)
+                rows.append((f"store writes from {writers} worker(s): episodes/s", f"{episodes_s:.0f}"))
+                rows.append((f"store writes from {writers} worker(s): steps/s", f"{steps_s:.0f}"))
             rows.append(("checkpoint folder (MB)", f"{folder_mb(model):.0f}"))
     finally:
         ray.shutdown()
