@@ -63,13 +63,8 @@ def state_pool(steps: pd.DataFrame) -> list[Example]:
 
 
 def won_pool(steps: pd.DataFrame) -> list[Example]:
-    """The unique (state, completion ids) pairs of the won episodes in `round_steps`."""
+    """The unique (state, completion ids) pairs of the won episodes in `round_steps`; [] without wins."""
     won = steps[steps["episode_won"].astype(bool) & steps["completion_ids"].notna()]
-    if won.empty:
-        raise ConsolidationError(
-            "the round has no won episodes with token ids, "
-            "so SFT has nothing to imitate; use --method opcd or play more episodes"
-        )
     pairs = dict.fromkeys((s, tuple(ids)) for s, ids in zip(won["state"], won["completion_ids"], strict=True))
     return [Example(state, ids) for state, ids in pairs]
 

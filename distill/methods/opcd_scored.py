@@ -48,18 +48,17 @@ def scored_pool(job: ConsolidationJob, won_only: bool = False) -> list[ScoredSta
     cfg = job.config
     steps = round_steps(job.store, cfg.run, cfg.round, cfg.split)
     steps = steps[steps["candidates"].notna()]
-    if won_only:
+    if steps.empty:
+        raise ConsolidationError(
+            f'round {cfg.round} of run {cfg.run!r} has no scored steps; play it with action_mode = "scored"'
+        )
+    if won_only:  # a round without wins gives an empty pool: the caller trains nothing
         steps = steps[steps["episode_won"].astype(bool)]
     pool: dict[tuple, ScoredState] = {}
     for row in steps.itertuples(index=False):
         state = ScoredState.from_step(row.state, row.prompt_ids, row.candidates)
         pool.setdefault(
             (state.state, tuple(map(tuple, state.candidate_ids)), won_only and state.chosen), state
-        )
-    if not pool:
-        what = "won scored episodes" if won_only else "scored steps"
-        raise ConsolidationError(
-            f'round {cfg.round} of run {cfg.run!r} has no {what}; play it with action_mode = "scored"'
         )
     return list(pool.values())
 

@@ -12,8 +12,9 @@ has to beat.
    given the state's prompt, at T = 1 (`distill.losses.token_nll`);
 4. one AdamW step (the job shell).
 
-A round without wins has nothing to imitate, and the job refuses it with
-one line rather than train on failures.
+A round without wins has nothing to imitate: every step is empty (no
+optimizer update) rather than train on failures, so the job's checkpoint
+keeps M_r's weights and a loop goes on to its next round.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Method(MethodBase):
 
     def sample(self, job: ConsolidationJob, step: int) -> Batch:
         # ---- 2. a batch of them, in the order fixed by (seed, step)
-        examples = take_batch(self.pool, self.config.batch, step, job.config.seed)
+        examples = take_batch(self.pool, self.config.batch, step, job.config.seed) if self.pool else []
         rows = [Response(e.state, job.prompt_ids(e.state), list(e.completion_ids)) for e in examples]
         return Batch(rows, totals={"tokens": sum(len(r.response_ids) for r in rows)})
 

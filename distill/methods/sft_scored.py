@@ -11,7 +11,9 @@ command under the candidate softmax at the job's T,
    token NLL on the command alone;
 4. one AdamW step (the job shell).
 
-A round without wins has nothing to imitate, and the job says so.
+A round without wins has nothing to imitate: every step is empty (0 states,
+no optimizer update), so the job's checkpoint keeps M_r's weights and the
+loop goes on to the next round instead of stopping on a rare unlucky round.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Method(MethodBase):
 
     def sample(self, job: ConsolidationJob, step: int) -> Batch:
         # ---- 2. a batch of them
-        states = take_batch(self.pool, self.config.batch, step, job.config.seed)
+        states = take_batch(self.pool, self.config.batch, step, job.config.seed) if self.pool else []
         return Batch(states, totals={"states": len(states)}, info={"states": len(states)})
 
     def loss(self, job: ConsolidationJob, rows: list[ScoredState], batch: Batch) -> tuple[torch.Tensor, dict]:

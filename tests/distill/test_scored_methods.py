@@ -184,6 +184,31 @@ def test_scored_sft_imitates_the_wins_and_refuses_a_round_without_any(store, tmp
     assert _p_blue(job, trained) > _p_blue(job, start)
 
 
+class GreyEnv(ColourEnv):
+    """Colour with no winning colour: a round of it has nothing for SFT to imitate."""
+
+    def step(self, action):
+        observation, _reward, terminated, truncated, info = super().step(action)
+        return observation, 0.0, terminated, truncated, {**info, "won": False, "lost": True}
+
+
+if "oeltest/Grey-v0" not in gymnasium.registry:
+    gymnasium.register(id="oeltest/Grey-v0", entry_point=GreyEnv)
+
+
+def test_scored_sft_on_a_round_without_wins_trains_nothing_and_keeps_the_weights(tmp_path, tiny_path):
+    from safetensors.torch import load_file
+
+    url = play_round(f"sqlite:///{tmp_path}/grey.db", tiny_path, KNOWLEDGE, env_id="oeltest/Grey-v0",
+                     episodes=2, action_mode="scored", group_size=2)  # fmt: skip
+    with ExperienceStore.open(url) as store:
+        result = consolidate(_config(tmp_path / "sft", method="sft", steps=2, batch=4), store)
+        assert [(m["updates"], m["states"]) for m in result.metrics] == [(0, 0), (0, 0)]
+        start = store.checkpoint_path(store.checkpoint_info(result.checkpoint_id)["parent_id"])
+    before, after = load_file(f"{start}/model.safetensors"), load_file(tmp_path / "sft" / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_scored_opcd_plus_rl_is_the_weighted_sum(store, tmp_path):
     result = consolidate(_config(tmp_path / "both", method="opcd+rl", env_id="oeltest/Colour-v0", groups=2,
                                  group_size=4, rl_weight=0.25, steps=2), store)  # fmt: skip
