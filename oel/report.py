@@ -34,7 +34,7 @@ class ReportError(ValueError):
 
 def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
     """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds,
-    the train episodes' valid-action rate and the RL groups kept, filtered and skipped."""
+    the train episodes' valid-action rate, the RL groups kept, filtered and skipped, and the gate."""
     rows = round_results(store, run_id)
     for row in rows:
         train = queries.episodes(store, run=run_id, round=row["round"], split="train")
@@ -45,7 +45,21 @@ def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
             else None
         )
         row.update(_group_counts(store, run_id, row["round"]))
+        meta = store.checkpoint_info(row["to_checkpoint"])["meta"] if row["to_checkpoint"] else None
+        row["gate"] = gate_summary((meta or {}).get("validation"))
     return pd.DataFrame(rows)
+
+
+def gate_summary(validation: dict[str, Any] | None) -> str | None:
+    """The validation gate of one consolidation: each validated step's pass rate, and the step deployed.
+
+    Step 0 is M_r itself, so "deployed step 0" means the round kept M_r's weights.
+    """
+    if not validation or not validation.get("history"):
+        return None
+    rates = ", ".join(f"s{step} {100 * rate:.0f}%" for step, rate in sorted(validation["history"]))
+    best = validation.get("best_step")
+    return rates if best is None else f"{rates}; deployed step {best}"
 
 
 def round_results(store: ExperienceStore, run_id: int) -> list[dict[str, Any]]:
@@ -204,7 +218,8 @@ def _plot_losses(losses: pd.DataFrame, path: Path) -> None:
 
 
 def _learning_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per round: each condition's pass rate with its 95% interval and maps, valid actions, RL groups."""
+    """Per round: each condition's pass rate with its 95% interval and maps, valid actions, RL groups,
+    and the validation gate's record."""
     table = rows[["round"]].copy()
     for name in CONDITIONS:
         table[name] = [
@@ -220,6 +235,7 @@ def _learning_table(rows: pd.DataFrame) -> pd.DataFrame:
     table["valid actions"] = rows["valid_actions"]
     for kind in ("kept_groups", "filtered_groups", "skipped_groups"):
         table[kind.replace("_", " ")] = rows[kind]
+    table["validation gate"] = rows["gate"]
     return table
 
 
