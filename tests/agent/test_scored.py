@@ -178,14 +178,18 @@ def test_backends_that_cannot_score_refuse_scored_mode_in_one_line():
 
     from agent.backends import make_policy
 
-    policy = make_policy("langchain", chat_model=FakeListChatModel(responses=["[up]"]))
+    policy = make_policy("langchain", chat_model=FakeListChatModel(responses=["I will go [left] now"]))
     with pytest.raises(PolicyError, match="cannot score candidate actions exactly") as err:
         make_form(policy, "scored")
     assert "\n" not in str(err.value)
     with pytest.raises(PolicyError, match="unknown action mode 'guess'"):
         make_form(policy, "guess")
-    assert isinstance(make_form(policy, "text"), type(make_form(policy, "text")))
-    assert not isinstance(make_form(policy, "text"), ScoredForm)
+    # the text form is what such a backend plays: it generates, parses the bracketed command, scores nothing
+    form = make_form(policy, "text")
+    assert form.mode == "text" and not isinstance(form, ScoredForm)
+    [decision] = form.act([(["You stand on ice."], [])], [COMMANDS], None, SamplingParams())
+    assert (decision.action, decision.completion_text) == ("[left]", "I will go [left] now")
+    assert decision.mode == "text" and decision.candidates is None
 
 
 def test_the_packed_ternary_student_plays_scored(store, tmp_path, tiny_path):
