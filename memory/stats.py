@@ -29,7 +29,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 
 def format_rate(successes: int, n: int) -> str:
-    """'12.5% [7.3, 20.6] (16/128)': the rate, its 95% Wilson interval in points, and the counts."""
+    """'12.5% [7.8, 19.3] (16/128)': the rate, its 95% Wilson interval in points, and the counts."""
     low, high = wilson_interval(successes, n)
     rate = successes / n if n else 0.0
     return f"{100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({successes}/{n})"

@@ -2,9 +2,14 @@
 
 A tiny random Llama stands in for the policy: these tests check wiring
 (versions on episodes, splits, resumption, tables, error lines), not pass rates.
+The reported intervals are checked against `wilson_bounds`, an independent
+computation: the Wilson interval is the set of rates the score test does not
+reject, so its ends are found by bisection, not by the closed form.
 """
 
 from __future__ import annotations
+
+from statistics import NormalDist
 
 import pytest
 from click.testing import CliRunner
@@ -13,11 +18,49 @@ from agent.policy import SamplingParams
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
 from memory import queries
 from memory.knowledge.raw import build_raw_version
+from memory.stats import format_rate, wilson_interval
 from memory.store import ExperienceStore
 from oel.cli import command
 from oel.evaluation import EvalConfig, evaluate
 
 FAST = SamplingParams(max_new_tokens=4)
+Z = NormalDist().inv_cdf(0.975)
+
+
+def wilson_bounds(wins: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval as the rates p the score test accepts: (wins/n - p)^2 <= Z^2 p (1 - p) / n."""
+    rate = wins / n
+
+    def rejected(p: float) -> bool:
+        return (rate - p) ** 2 > Z * Z * p * (1 - p) / n
+
+    def bisect(outside: float, inside: float) -> float:
+        for _ in range(200):
+            middle = (outside + inside) / 2
+            outside, inside = (middle, inside) if rejected(middle) else (outside, middle)
+        return inside
+
+    low = 0.0 if wins == 0 else bisect(0.0, rate)
+    high = 1.0 if wins == n else bisect(1.0, rate)
+    return low, high
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 19, 128])
+def test_the_wilson_interval_is_the_score_tests_acceptance_region(n) -> None:
+    for wins in range(n + 1):
+        low, high = wilson_interval(wins, n)
+        assert (low, high) == pytest.approx(wilson_bounds(wins, n), abs=1e-9), (wins, n)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="successes must be in 0..3"):
+        wilson_interval(4, 3)
+
+
+def test_rates_print_with_their_interval_in_points() -> None:
+    for wins, n in [(0, 128), (12, 128), (16, 128), (128, 128), (2, 19)]:
+        low, high = wilson_bounds(wins, n)
+        expected = f"{100 * wins / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({wins}/{n})"
+        assert format_rate(wins, n) == expected
+    assert format_rate(2, 19) == "10.5% [2.9, 31.4] (2/19)"  # as issue 23 computed it for 2 of 19 maps
 
 
 @pytest.fixture
@@ -69,7 +112,9 @@ def test_conditions_record_their_version_resume_and_count_the_prompt(db, tiny_po
             assert sorted(mine["seed"]) == [0, 1, 2] and result["episodes"] == 3, version
             assert result["knowledge_version_id"] == version
             assert result["prompt_tokens_per_episode"] == pytest.approx(mine["n_prompt_tokens"].mean())
-            assert 0.0 <= result["ci_low"] <= result["pass_rate"] <= result["ci_high"] <= 1.0
+            wins = int(mine["won"].astype(bool).sum())
+            assert (result["wins"], result["pass_rate"]) == (wins, pytest.approx(wins / 3)), version
+            assert (result["ci_low"], result["ci_high"]) == pytest.approx(wilson_bounds(wins, 3), abs=1e-9)
         # knowledge in context costs prompt tokens
         assert results[raw]["prompt_tokens_per_episode"] > results[None]["prompt_tokens_per_episode"]
         # a second evaluation of a condition plays nothing and reports the same episodes
@@ -103,7 +148,13 @@ def test_cli_extract_show_diff_and_eval(db, tiny_path) -> None:
     evaluate_raw = ["eval", "--episodes", "2", "--batch", "2", "--max-new-tokens", "4", "--knowledge", "raw",
                     "--token-cap", "600", *common, *tiny]  # fmt: skip
     out = _ok(*evaluate_raw)
-    assert "pass rate" in out and "raw" in out and "(0/2)" in out or "(1/2)" in out or "(2/2)" in out
+    with ExperienceStore.open(db) as store:
+        held_out = queries.episodes(store, run="cli", split="test")
+    assert len(held_out) == 2 and held_out["knowledge_version"].notna().all()
+    wins = int(held_out["won"].astype(bool).sum())
+    low, high = wilson_bounds(wins, 2)
+    [row] = [line for line in out.splitlines() if "raw" in line and "/2)" in line]
+    assert f"{50 * wins:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({wins}/2)" in row
     assert _ok(*evaluate_raw).splitlines()[-3:] == out.splitlines()[-3:]  # resumed: the same episodes
 
 
