@@ -15,9 +15,9 @@ def list_envs() -> None:
 
     from envs.registry import ENVIRONMENTS
 
-    table = Table("id", "description")
+    table = Table("id", "description", "train / val / test kept apart", "lists commands")
     for spec in ENVIRONMENTS:
-        table.add_row(spec.env_id, spec.description)
+        table.add_row(spec.env_id, spec.description, spec.splits, "yes" if spec.commands else "no")
     Console().print(table)
 
 
@@ -28,7 +28,9 @@ def make_games(
     seed: int = typer.Option(
         0, min=0, help="First game index: builds SEED..SEED+COUNT-1; reset(seed=s) plays index s % pool_size."
     ),
-    split: str = typer.Option("train", help="Split to build: train, or the held-out test."),
+    split: str = typer.Option(
+        "train", help="Split to build: train, val (for choosing settings), or the held-out test."
+    ),
     option: list[str] = typer.Option(
         [],
         "--option",

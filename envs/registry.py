@@ -1,8 +1,8 @@
 """The one list of this project's environments, registered with gymnasium.
 
-Each entry pairs a gymnasium id with its entry point and a one-line
-description, so that `gymnasium.make(id)` and `oel envs list` read the same
-table. Importing `envs` registers them all.
+Each entry pairs a gymnasium id with its entry point, a one-line
+description, how its splits are kept apart and whether it lists commands, so
+that `gymnasium.make(id)` and `oel envs list` read the same table. Importing `envs` registers them all.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ class EnvSpec:
     env_id: str
     entry_point: str
     description: str
+    splits: str
+    """How train, val and test are kept apart (by task where the space allows, else by seed only)."""
+    commands: bool
+    """Whether the game lists its admissible commands (what scored actions need)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -28,33 +32,54 @@ ENVIRONMENTS: list[EnvSpec] = [
         "oel/FrozenLake-v0",
         "envs.grid.frozenlake:FrozenLakeEnv",
         "OEL FrozenLake: 3x3 ice, 2 holes, goal in the far corner, at most 5 moves; rules not told.",
+        "by seed only: the 19 solvable maps are shared by all splits (OEL's protocol); "
+        "split_by='layout' splits the maps (9 test)",
+        True,
+    ),
+    EnvSpec(
+        "oel/FrozenLake-4x4-v0",
+        "envs.grid.frozenlake:FrozenLakeEnv",
+        "FrozenLake 4x4, 3 holes, at most 7 moves: enough maps to measure transfer to unseen ones.",
+        "by map: 334 solvable maps, 190 train / 36 val / 108 test, seed i of a split = its i-th map",
+        True,
+        {"size": 4, "holes": 3},
     ),
     EnvSpec(
         "oel/Sokoban-v0",
         "envs.grid.sokoban:SokobanEnv",
         "OEL Sokoban: 6x6 walled room, push the one box onto its target in at most 5 moves; rules not told.",
+        "by layout (hash), hundreds of thousands of layouts",
+        True,
     ),
     EnvSpec(
         "oel/TextWorld-Cooking-v0",
         "envs.tw.env:TextWorldEnv",
         "TextWorld cooking challenge games, generated offline and cached.",
+        "by game (generator seed) and by TextWorld's food split",
+        True,
         {"kind": "cooking"},
     ),
     EnvSpec(
         "oel/TextWorld-Quest-v0",
         "envs.tw.env:TextWorldEnv",
         "TextWorld custom quests of a given world size and quest length, generated offline and cached.",
+        "by game (generator seed)",
+        True,
         {"kind": "quest"},
     ),
     EnvSpec(
         "oel/ToolArith-v0",
         "envs.tools.tasks:ToolArithEnv",
         "Arithmetic questions answered through a LangChain calculator tool (ast-parsed, exact).",
+        "by question (hash of the expression)",
+        False,
     ),
     EnvSpec(
         "oel/ToolLookup-v0",
         "envs.tools.tasks:ToolLookupEnv",
         "Questions about a per-seed SQLite staff and price database, answered through LangChain tools.",
+        "by question (hash of question and answer)",
+        False,
     ),
 ]
 

@@ -6,7 +6,10 @@ rest identically for all games, so that the agent sees one convention:
 
 * the observation is the grid, the player's position and the steps left, after
   one line saying what the last action did; the rules and the meaning of the
-  symbols are never told;
+  symbols are never told. With `neighbours=True` one more line names the
+  symbol one move away in each direction ("One move away: up: edge, down: H,
+  left: edge, right: ."): the same facts the grid shows, in a form a small
+  model reads without counting columns, and still nothing about what they mean;
 * an action that is not a move is a normal step: it costs a step, earns
   nothing, and says which actions exist;
 * the episode ends on a win or a loss (terminated) or when the steps run out
@@ -29,8 +32,8 @@ from typing import Any, ClassVar, Protocol
 import gymnasium
 
 from envs.grid.moves import ADMISSIBLE, Position, parse_move
-from envs.grid.render import position_line, render_grid
-from envs.splits import TEST_SEED_BASE, check_split, episode_seed
+from envs.grid.render import neighbour_line, position_line, render_grid
+from envs.splits import SEED_BASES, SEED_SPAN, check_split, episode_seed
 from envs.textspace import action_space, fit, observation_space
 
 
@@ -72,7 +75,9 @@ class GridEnv(gymnasium.Env[str, str]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     game: ClassVar[str]
 
-    def __init__(self, *, split: str, max_steps: int, render_mode: str | None) -> None:
+    def __init__(
+        self, *, split: str, max_steps: int, render_mode: str | None, neighbours: bool = False
+    ) -> None:
         if max_steps < 1:
             raise GridOptionsError(f"max_steps must be at least 1, got {max_steps}")
         if render_mode not in (None, "ansi"):
@@ -80,6 +85,7 @@ class GridEnv(gymnasium.Env[str, str]):
         self.split = check_split(split)
         self.max_steps = max_steps
         self.render_mode = render_mode
+        self.neighbours = bool(neighbours)
         self.observation_space = observation_space()
         self.action_space = action_space()
         self._level: Level | None = None
@@ -89,17 +95,18 @@ class GridEnv(gymnasium.Env[str, str]):
         self._won = self._lost = self._over = False
 
     @abstractmethod
-    def _generate(self, rng: random.Random) -> Level:
-        """A fresh level for `self.split`, solvable within `self.max_steps`."""
+    def _generate(self, rng: random.Random, index: int) -> Level:
+        """A fresh level for `self.split`, solvable within `self.max_steps`; `index` is the seed's
+        position in the split (games that list their levels play level `index`)."""
 
     # ---- gymnasium API ---------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         if seed is None:
-            seed = int(self.np_random.integers(TEST_SEED_BASE))
+            seed = int(self.np_random.integers(SEED_SPAN))
         self._seed = episode_seed(self.split, seed)
-        self._level = self._generate(random.Random(self._seed))
+        self._level = self._generate(random.Random(self._seed), self._seed - SEED_BASES[self.split])
         layout = "/".join(self._level.rows())
         self._task_id = f"{self.game}-{self.max_steps}steps:{layout}"
         self._steps = 0
@@ -136,7 +143,10 @@ class GridEnv(gymnasium.Env[str, str]):
     def _observation(self, message: str) -> str:
         assert self._level is not None
         steps_left = self.max_steps - self._steps
-        lines = [message, render_grid(self._level.rows()), position_line(self._level.player)]
+        rows = self._level.rows()
+        lines = [message, render_grid(rows), position_line(self._level.player)]
+        if self.neighbours:
+            lines.append(neighbour_line(rows, self._level.player))
         if not self._over:
             lines.append(f"Steps left: {steps_left}.")
         return fit("\n".join(lines))

@@ -11,8 +11,8 @@ Symbols: `#` wall, `_` floor, `P` player, `B` box, `T` target, `*` the box on
 the target, `+` the player on the target. None of this, nor that boxes are
 pushed and cannot be pulled, is told to the agent.
 
-There are hundreds of thousands of layouts, so train and test never share one:
-a hash of the layout decides its split (envs/splits.py).
+There are hundreds of thousands of layouts, so train, val and test never share
+one: a hash of the layout decides its split (envs/splits.py).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def generate_level(
 
 
 class SokobanEnv(GridEnv):
-    """`oel/Sokoban-v0`: options size (6), inner_walls (2), max_steps (5), split."""
+    """`oel/Sokoban-v0`: options size (6), inner_walls (2), max_steps (5), split, neighbours."""
 
     game = "sokoban"
 
@@ -124,12 +124,13 @@ class SokobanEnv(GridEnv):
         inner_walls: int = 2,
         max_steps: int = 5,
         split: str = "train",
+        neighbours: bool = False,
         render_mode: str | None = None,
     ) -> None:
         check_options(size, inner_walls, max_steps)
-        super().__init__(split=split, max_steps=max_steps, render_mode=render_mode)
+        super().__init__(split=split, max_steps=max_steps, render_mode=render_mode, neighbours=neighbours)
         self.size = size
         self.inner_walls = inner_walls
 
-    def _generate(self, rng: random.Random) -> SokobanLevel:
+    def _generate(self, rng: random.Random, index: int) -> SokobanLevel:
         return generate_level(rng, self.size, self.inner_walls, self.max_steps, self.split)

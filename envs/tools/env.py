@@ -14,7 +14,7 @@ tool that raises: all are normal steps whose observation says what went wrong.
 Tools are the user's code, so any exception from one is caught and shown.
 
 Splits are by seed and by task (envs/splits.py): the task's key, by default its
-question and answer, hashes to train or test and generation rejection-samples.
+question and answer, hashes to train, val or test and generation rejection-samples.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import gymnasium
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from envs.splits import TEST_SEED_BASE, check_split, draw_for_split, episode_seed
+from envs.splits import SEED_SPAN, check_split, draw_for_split, episode_seed
 from envs.textspace import action_space, fit, observation_space
 from envs.tools.actions import USAGE, Answer, ToolActionError, parse_tool_action
 
@@ -140,7 +140,7 @@ class ToolTaskEnv(gymnasium.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
         if seed is None:
-            seed = int(self.np_random.integers(TEST_SEED_BASE))
+            seed = int(self.np_random.integers(SEED_SPAN))
         self._seed = episode_seed(self.split, seed)
         rng = random.Random(self._seed)
         key = (lambda task: f"{self.family.name}:{task.identity}") if self.family.split_by_task else None

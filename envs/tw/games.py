@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from envs.cache import cache_root
-from envs.tw.options import CookingOptions, QuestOptions, generator_seed, options_key
+from envs.tw.options import COOKING_FOOD_SPLIT, CookingOptions, QuestOptions, generator_seed, options_key
 
 GAME_FILE = "game.z8"
 GAME_JSON = "game.json"
@@ -90,7 +90,7 @@ def generate_game(
     try:
         if isinstance(options, CookingOptions):
             _, make_cooking, _ = CHALLENGES["tw-cooking"]
-            settings = {**asdict(options), "recipe_seed": 0, "split": split}
+            settings = {**asdict(options), "recipe_seed": 0, "split": COOKING_FOOD_SPLIT[split]}
             game = make_cooking(settings=settings, options=game_options)
         else:
             game_options.nb_rooms = options.world_size

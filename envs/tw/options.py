@@ -10,11 +10,12 @@ Two kinds of game, both made by TextWorld's own generator:
 
 How a seed maps to a game (the one rule the rest of the package follows):
 a split holds ``pool_size`` games, numbered by an *index*; ``reset(seed=s)``
-plays index ``s % pool_size``; index ``i`` of the ``train`` split is made with
-TextWorld generator seed ``2*i`` and index ``i`` of ``test`` with ``2*i + 1``.
-Even and odd seeds never meet, so the splits never share a generated game. For
-cooking, the split is also passed to TextWorld's own food split, so held-out
-games use foods and preparations that training games never show.
+plays index ``s % pool_size``; index ``i`` is made with TextWorld generator
+seed ``3*i`` on ``train``, ``3*i + 1`` on ``val`` and ``3*i + 2`` on ``test``.
+The three residues never meet, so the splits never share a generated game. For
+cooking, the split is also passed to TextWorld's own food split (``train``,
+``valid``, ``test``), so validation and held-out games use foods and
+preparations that training games never show.
 
 Games are cached under a key that hashes (kind, options, TextWorld version); this
 module holds no TextWorld import, so `oel --help` and option checks stay fast.
@@ -28,9 +29,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 Kind = Literal["cooking", "quest"]
-Split = Literal["train", "test"]
 KINDS: tuple[str, ...] = ("cooking", "quest")
-SPLITS: tuple[str, ...] = ("train", "test")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+COOKING_FOOD_SPLIT = {"train": "train", "val": "valid", "test": "test"}
+"""Our split -> the food split TextWorld's cooking generator knows it by."""
 
 
 class TextWorldOptionError(ValueError):
@@ -137,17 +139,17 @@ def check_kind(kind: str) -> None:
 
 
 def check_split(split: str) -> None:
-    """Raise TextWorldOptionError unless `split` is train or test."""
+    """Raise TextWorldOptionError unless `split` is train, val or test."""
     if split not in SPLITS:
         raise TextWorldOptionError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
 
 
 def generator_seed(split: str, index: int) -> int:
-    """TextWorld generator seed of game `index` of `split`: even for train, odd for test."""
+    """TextWorld generator seed of game `index` of `split`: 3*index plus 0 (train), 1 (val) or 2 (test)."""
     check_split(split)
     if index < 0:
         raise TextWorldOptionError(f"game index {index} must be non-negative")
-    return 2 * index + (split == "test")
+    return 3 * index + SPLITS.index(split)
 
 
 def options_key(kind: str, options: CookingOptions | QuestOptions, split: str, tw_version: str) -> str:
@@ -158,6 +160,6 @@ def options_key(kind: str, options: CookingOptions | QuestOptions, split: str, t
     """
     described: dict[str, Any] = {"kind": kind, "textworld": tw_version, **asdict(options)}
     if kind == "cooking":
-        described["food_split"] = split
+        described["food_split"] = COOKING_FOOD_SPLIT[split]
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:10]
     return f"{kind}-{digest}"

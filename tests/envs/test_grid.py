@@ -15,7 +15,7 @@ import pytest
 
 import envs  # noqa: F401  (registers the ids)
 from envs.grid import GridOptionsError
-from envs.splits import TEST_SEED_BASE, SplitError, held_out_seeds
+from envs.splits import SEED_SPAN, SPLITS, TEST_SEED_BASE, VAL_SEED_BASE, SplitError, split_of_seed
 
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
@@ -90,7 +90,7 @@ SOLVERS = {"oel/FrozenLake-v0": solve_frozenlake, "oel/Sokoban-v0": solve_sokoba
 
 
 @pytest.mark.parametrize("env_id", sorted(SOLVERS))
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_every_sampled_level_is_won_by_an_independent_bfs_within_the_limit(env_id, split):
     env = gymnasium.make(env_id, split=split)
     limit = env.unwrapped.max_steps
@@ -193,27 +193,92 @@ def test_reset_is_deterministic_per_seed_and_varies_across_seeds():
         assert len({a.reset(seed=s)[1]["task_id"] for s in range(40)}) > 10
 
 
-def test_test_split_plays_the_128_reserved_seeds_and_train_never_does():
-    reserved = set(held_out_seeds())
-    assert len(reserved) == 128
+def test_each_split_plays_seeds_of_its_own_range_only():
     for env_id in SOLVERS:
-        test = gymnasium.make(env_id, split="test")
-        train = gymnasium.make(env_id, split="train")
-        assert {test.reset(seed=i)[1]["seed"] for i in range(256)} == reserved
-        assert test.reset(seed=5)[0] == test.reset(seed=5 + 128)[0]
-        for seed in [0, 1, 127, TEST_SEED_BASE, TEST_SEED_BASE + 5, 2 * TEST_SEED_BASE + 1]:
-            assert train.reset(seed=seed)[1]["seed"] not in reserved
-        assert train.reset()[1]["seed"] not in reserved
+        made = {split: gymnasium.make(env_id, split=split) for split in SPLITS}
+        played = {
+            split: {
+                env.reset(seed=s)[1]["seed"]
+                for s in [0, 1, 127, 128, SEED_SPAN - 1, SEED_SPAN, 3 * SEED_SPAN + 2]
+            }
+            for split, env in made.items()
+        }
+        for split, seeds in played.items():
+            assert {split_of_seed(s) for s in seeds} == {split}
+        assert not played["train"] & played["val"] and not played["val"] & played["test"]
+        assert not played["train"] & played["test"]
+        assert min(played["val"]) >= VAL_SEED_BASE and min(played["test"]) >= TEST_SEED_BASE
+        assert made["train"].reset()[1]["seed"] < VAL_SEED_BASE
+        test = made["test"]
+        assert test.reset(seed=5)[0] == test.reset(seed=5 + SEED_SPAN)[0]
 
 
-@pytest.mark.parametrize("env_id, kwargs", [("oel/Sokoban-v0", {}), ("oel/FrozenLake-v0", {"size": 4})])
-def test_large_task_spaces_split_layouts(env_id, kwargs):
-    train = gymnasium.make(env_id, split="train", **kwargs)
-    test = gymnasium.make(env_id, split="test", **kwargs)
-    train_tasks = {train.reset(seed=s)[1]["task_id"] for s in range(300)}
-    test_tasks = {test.reset(seed=s)[1]["task_id"] for s in range(128)}
-    assert len(test_tasks) > 10 and len(train_tasks) > 30
-    assert not train_tasks & test_tasks
+def _tasks(env_id: str, split: str, seeds: range, **kwargs) -> set[str]:
+    env = gymnasium.make(env_id, split=split, **kwargs)
+    return {env.reset(seed=s)[1]["task_id"] for s in seeds}
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [("oel/Sokoban-v0", {}), ("oel/FrozenLake-v0", {"size": 4}), ("oel/FrozenLake-4x4-v0", {}),
+     ("oel/FrozenLake-v0", {"split_by": "layout"})],
+)  # fmt: skip
+def test_large_task_spaces_split_layouts_three_ways(env_id, kwargs):
+    tasks = {split: _tasks(env_id, split, range(300), **kwargs) for split in SPLITS}
+    assert all(tasks.values())
+    assert not tasks["train"] & tasks["val"] and not tasks["train"] & tasks["test"]
+    assert not tasks["val"] & tasks["test"]
+
+
+def test_frozenlake_4x4_holds_out_over_80_maps_seed_i_playing_the_ith():
+    """334 solvable maps (counted independently); seeds 0..n-1 of a split visit each of its maps once."""
+    holes_cells = [(r, c) for r in range(4) for c in range(4)][1:-1]
+    solvable = 0
+    for holes in combinations(holes_cells, 3):
+        rows = [["." for _ in range(4)] for _ in range(4)]
+        for r, c in holes:
+            rows[r][c] = "H"
+        rows[0][0], rows[3][3] = "P", "G"
+        plan = solve_frozenlake("\n".join(" ".join(row) for row in rows))
+        solvable += plan is not None and len(plan) <= 7
+    assert solvable == 334
+    counts = {}
+    for split in SPLITS:
+        env = gymnasium.make("oel/FrozenLake-4x4-v0", split=split)
+        seen = []
+        for s in range(400):
+            task = env.reset(seed=s)[1]["task_id"]
+            if task in seen:
+                break
+            seen.append(task)
+        counts[split] = len(seen)
+        assert env.reset(seed=counts[split])[1]["task_id"] == seen[0]  # the listing wraps around
+    assert sum(counts.values()) == 334 and counts["test"] >= 80
+
+
+def test_frozenlake_3x3_shares_its_19_maps_across_splits_unless_asked():
+    shared = {split: _tasks("oel/FrozenLake-v0", split, range(400)) for split in SPLITS}
+    assert len(shared["train"] | shared["test"]) == 19 and shared["train"] == shared["test"]
+    split = {split: _tasks("oel/FrozenLake-v0", split, range(60), split_by="layout") for split in SPLITS}
+    assert sum(len(t) for t in split.values()) == 19
+
+
+def test_neighbour_line_names_the_adjacent_symbols_and_is_off_by_default():
+    plain = gymnasium.make("oel/FrozenLake-4x4-v0")
+    assert "One move away" not in plain.reset(seed=3)[0]
+    for env_id in SOLVERS:
+        env = gymnasium.make(env_id, neighbours=True)
+        for seed in range(20):
+            obs, _ = env.reset(seed=seed)
+            obs, *_ = env.step("[right]")
+            grid = grid_of(obs)
+            (me,) = find(grid, "P+")
+            line = next(line for line in obs.splitlines() if line.startswith("One move away: "))
+            named = dict(part.split(": ") for part in line.removeprefix("One move away: ").split(", "))
+            for move, (dr, dc) in MOVES.items():
+                r, c = me[0] + dr, me[1] + dc
+                inside = 0 <= r < len(grid) and 0 <= c < len(grid[0])
+                assert named[move] == (grid[r][c] if inside else "edge")
 
 
 @pytest.mark.parametrize(

@@ -133,17 +133,16 @@ def test_step_limit_truncates_with_feedback():
         env.step("look")
 
 
-def test_train_and_test_splits_never_share_a_game():
-    seeds = {split: {generator_seed(split, i) for i in range(1000)} for split in ("train", "test")}
-    assert not seeds["train"] & seeds["test"]
-    train, test = make_quest_env(split="train"), make_quest_env(split="test")
-    _, train_info = train.reset(seed=0)
-    _, test_info = test.reset(seed=0)
-    assert train_info["task_id"] != test_info["task_id"]
-    assert train.unwrapped.game_path != test.unwrapped.game_path
-    assert train.unwrapped.game_path.with_suffix(".json").read_text() != (
-        test.unwrapped.game_path.with_suffix(".json").read_text()
-    )
+def test_train_val_and_test_splits_never_share_a_game():
+    splits = ("train", "val", "test")
+    seeds = {split: {generator_seed(split, i) for i in range(1000)} for split in splits}
+    assert not seeds["train"] & seeds["test"] and not seeds["train"] & seeds["val"]
+    assert not seeds["val"] & seeds["test"]
+    envs_ = {split: make_quest_env(split=split) for split in splits}
+    infos = {split: env.reset(seed=0)[1] for split, env in envs_.items()}
+    assert len({info["task_id"] for info in infos.values()}) == 3
+    texts = {env.unwrapped.game_path.with_suffix(".json").read_text() for env in envs_.values()}
+    assert len(texts) == 3
 
 
 def test_generation_is_cached_and_deterministic(monkeypatch, tmp_path, game_cache):

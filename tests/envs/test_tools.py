@@ -11,7 +11,7 @@ import pytest
 from langchain_core.tools import tool
 
 import envs  # noqa: F401  (registers the ids)
-from envs.splits import held_out_seeds
+from envs.splits import split_of_seed
 from envs.tools import (
     CalculatorError,
     Task,
@@ -162,11 +162,14 @@ def test_answers_match(given, expected, same):
 
 @pytest.mark.parametrize("env_id", ["oel/ToolArith-v0", "oel/ToolLookup-v0"])
 def test_splits_never_share_a_seed_or_a_task_and_reset_is_deterministic(env_id):
-    train, test = gymnasium.make(env_id), gymnasium.make(env_id, split="test")
+    train, val, test = (gymnasium.make(env_id, split=split) for split in ("train", "val", "test"))
     train_tasks = {train.reset(seed=s)[1]["task_id"] for s in range(200)}
+    val_infos = [val.reset(seed=s)[1] for s in range(64)]
     test_infos = [test.reset(seed=s)[1] for s in range(128)]
-    assert {info["seed"] for info in test_infos} == set(held_out_seeds())
-    assert not train_tasks & {info["task_id"] for info in test_infos}
+    assert {split_of_seed(info["seed"]) for info in test_infos} == {"test"}
+    assert {split_of_seed(info["seed"]) for info in val_infos} == {"val"}
+    val_tasks, test_tasks = {i["task_id"] for i in val_infos}, {i["task_id"] for i in test_infos}
+    assert not train_tasks & test_tasks and not train_tasks & val_tasks and not val_tasks & test_tasks
     assert len(train_tasks) > 150
     again = gymnasium.make(env_id)
     assert train.reset(seed=9) == again.reset(seed=9)
@@ -225,7 +228,7 @@ def test_duplicate_tool_names_and_bad_options_raise():
         """Capitals."""
         return word.upper()
 
-    register_tool_task("test/Dup-v0", tools=[shout_again], make_task=make_task)
+    register_tool_task("test/Dup-v0", tools=[shout_again], make_task=make_task, split_by_task=False)
     with pytest.raises(ToolTaskError, match="two tools named 'shout_again'"):
         gymnasium.make("test/Dup-v0").reset(seed=0)
     with pytest.raises(ToolTaskError, match="max_steps"):
