@@ -250,6 +250,38 @@ def test_eval_every_logs_validation_and_keep_best_deploys_the_best_weights(store
         make_job(_config(tmp_path / "x", method="rl", keep_best=True), store)
 
 
+@pytest.mark.parametrize("rates", [[0.0, 0.5, 1.0, 0.5], [0.5, 0.0, 0.0, 0.25], [0.25, 0.75, 0.75, 0.5]])
+def test_keep_best_deploys_the_best_validated_weights_not_the_last(store, tmp_path, monkeypatch, rates):
+    """Validation is scripted (best: step 2; the start; a tie of steps 1 and 2), so the weights are known."""
+    from safetensors.torch import load_file
+
+    from distill import validation
+
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def scripted(store, model, tokenizer, *, step, **_kw) -> float:
+        seen[step] = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        return rates[step]
+
+    monkeypatch.setattr(validation, "validate", scripted)
+    out = tmp_path / "best"
+    config = _config(out, method="rl", env_id="oeltest/Colour-v0", source="rollouts", groups=2, group_size=4,
+                     steps=3, lr=1e-3, eval_every=1, eval_episodes=4, keep_best=True)  # fmt: skip
+    result = consolidate(config, store)
+    best = max(range(4), key=lambda step: (rates[step], step))  # a tie goes to the later weights
+    assert sorted(seen) == [0, 1, 2, 3] and best != 3
+    meta = store.checkpoint_info(result.checkpoint_id)["meta"]["validation"]
+    assert (meta["best_step"], meta["best_rate"]) == (best, rates[best])
+    deployed = load_file(str(out / "model.safetensors"))
+    assert deployed and set(deployed) <= set(seen[best])
+
+    def same(a: dict[str, torch.Tensor]) -> bool:
+        return all(torch.equal(deployed[name], a[name]) for name in deployed)
+
+    assert not same(seen[3]), "the updates after the best step changed nothing; the check would prove nothing"
+    assert same(seen[best])
+
+
 def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, tmp_path):
     from safetensors.torch import load_file
 
