@@ -3,7 +3,9 @@
 Modes:
   batch URL WORKER N   write N episodes (alternating write_episode and two-episode write_episodes), then exit
   hang URL             write one whole episode, print its id, then sleep "mid-episode" until killed
-  loop URL STEPS       write complete STEPS-step episodes forever, printing each id
+  mid URL STEPS        write one whole episode and print its id; then write a STEPS-step one, and inside
+                       its transaction, after every row is inserted and before COMMIT, print how many
+                       episode and step rows the transaction sees, then sleep there until killed
 Step contents encode (worker, episode, step) so the parent can check that nothing got mixed up.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+
+from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -43,14 +47,20 @@ def main(argv: list[str]) -> None:
         print(store.write_episode(header, make_steps(3, tag=1), result), flush=True)
         make_steps(2, tag=2)  # the next episode, still being played when the kill comes: never written
         time.sleep(600)
-    elif mode == "loop":
-        n_steps = int(argv[2])
-        k = 0
-        while True:
-            header = {"env_id": "oel/Test-v0", "task_id": "loop", "seed": k, "split": "train"}
-            result = {"total_return": 1.0, "won": True, "lost": False, "feedback": "done"}
-            print(store.write_episode(header, make_steps(n_steps, tag=k), result), flush=True)
-            k += 1
+    elif mode == "mid":
+        result = {"total_return": 1.0, "won": True, "lost": False, "feedback": "done"}
+        whole = {"env_id": "oel/Test-v0", "task_id": "whole", "seed": 0, "split": "train"}
+        print(store.write_episode(whole, make_steps(3, tag=1), result), flush=True)
+
+        @event.listens_for(store.engine, "commit")
+        def stop_before_commit(conn) -> None:
+            cursor = conn.connection.dbapi_connection.cursor()  # the transaction's own connection
+            cursor.execute("SELECT (SELECT count(*) FROM episodes), (SELECT count(*) FROM steps)")
+            print(*cursor.fetchone(), flush=True)
+            time.sleep(600)
+
+        half = {"env_id": "oel/Test-v0", "task_id": "half", "seed": 1, "split": "train"}
+        store.write_episode(half, make_steps(int(argv[2]), tag=2), result)
     else:
         sys.exit(f"unknown mode {mode}")
 

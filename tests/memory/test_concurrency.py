@@ -1,11 +1,11 @@
-"""Real writer processes: four at once lose nothing; a SIGKILLed writer leaves nothing half-visible."""
+"""Real writer processes: four at once lose nothing; a SIGKILLed writer leaves nothing half-visible,
+whether it is killed between episodes or inside an episode's transaction, its rows inserted, before COMMIT."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import time
 
 from sqlalchemy import func, select
 from store_helpers import writer_cmd
@@ -69,23 +69,23 @@ def test_writer_killed_mid_episode_leaves_only_whole_episodes(store: ExperienceS
     assert queries.steps(store, include_incomplete=True).shape[0] == 3  # the half-played one left nothing
 
 
-def test_writer_killed_during_write_episode_commits_only_whole_episodes(store: ExperienceStore) -> None:
+def test_writer_killed_inside_its_transaction_leaves_nothing_of_it(store: ExperienceStore) -> None:
     n_steps = 40
-    proc = subprocess.Popen(writer_cmd("loop", store.url, str(n_steps)), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(writer_cmd("mid", store.url, str(n_steps)), stdout=subprocess.PIPE, text=True)
     try:
-        for _ in range(5):  # let it get going, then kill it at an arbitrary point of a later write
-            assert proc.stdout.readline()
-        time.sleep(0.05)
+        whole = int(proc.stdout.readline())
+        # the writer is inside write_episode's transaction: every row inserted, COMMIT not yet sent
+        assert [int(n) for n in proc.stdout.readline().split()] == [2, 3 + n_steps]
+        assert queries.episodes(store, include_incomplete=True)["id"].tolist() == [whole]
     finally:
         _kill(proc)
     with ExperienceStore.open(store.url) as fresh, fresh.engine.connect() as conn:
         counts = conn.execute(
-            select(Episode.id, Episode.status, Episode.n_steps, func.count(Step.id))
+            select(Episode.task_id, Episode.status, Episode.n_steps, func.count(Step.id))
             .outerjoin(Step, Step.episode_id == Episode.id)
-            .group_by(Episode.id, Episode.status, Episode.n_steps)
+            .group_by(Episode.id, Episode.task_id, Episode.status, Episode.n_steps)
         ).all()
-    assert len(counts) >= 5
-    assert all(status == "complete" and n == n_steps and rows == n_steps for _, status, n, rows in counts)
+    assert counts == [("whole", "complete", 3, 3)]  # not one row of the killed transaction
 
 
 def test_store_reopens_cleanly_after_a_crash(store: ExperienceStore) -> None:
