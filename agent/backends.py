@@ -6,7 +6,8 @@ only when that backend is built, so `oel --help` and a loop that runs on `hf`
 never import vLLM or LangChain. Every backend class takes the model as its
 first argument (a local HF folder, None for the embedded SmolLM2, for
 `langchain` an import spec `package.module:attribute` naming a chat model, for
-`openai` the model name the server serves) and backend-specific keyword
+`openai` the model name the server serves, for `reference` the reference
+policy: solver, random or blind) and backend-specific keyword
 arguments after it (`openai` takes `base_url`).
 
 Run files and command lines check backend names against this table
@@ -26,11 +27,12 @@ BACKENDS: dict[str, str] = {
     "vllm": "agent.vllm_policy:VLLMPolicy",
     "langchain": "agent.langchain_policy:LangChainPolicy",
     "openai": "agent.openai_policy:OpenAIPolicy",
+    "reference": "agent.reference_policy:ReferencePolicy",
 }
 """Backend name -> "module:Class" of its Policy implementation."""
 
-REMOTE_BACKENDS = ("langchain", "openai")
-"""Backends whose model is named remotely (an import spec, a served model name), not a local folder."""
+REMOTE_BACKENDS = ("langchain", "openai", "reference")
+"""Backends whose model is a name (an import spec, a served model, a reference policy), not a local folder."""
 
 
 def check_backend(name: str) -> str:

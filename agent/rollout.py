@@ -43,13 +43,13 @@ class RolloutConfig:
     env_id: str = "oel/FrozenLake-v0"
     """Registered environment id (see `oel envs list`)."""
     split: str = "train"
-    """Task split: 'train' for collection, 'test' for held-out evaluation."""
+    """Task split: 'train' for collection, 'val' for choosing settings, 'test' for held-out evaluation."""
     episodes: int = 8
     """Episode budget: how many episodes to play in total."""
     batch: int = 8
     """How many environments are stepped together (one batched policy call per step)."""
     seed: int = 0
-    """Episode i plays seed `seed + i` (on the test split, the i-th held-out task)."""
+    """Episode i plays seed `seed + i` of the split (where a game lists its tasks, its (seed+i)-th task)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for `gymnasium.make` (size, holes, max_steps, ...)."""
     sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
@@ -159,7 +159,8 @@ def run_rollouts(
     slots: list[_Slot | None] = [None] * width
     pending = iter(todo)
     started = time.perf_counter()
-    sampling = {**asdict(config.sampling), "action_mode": config.action_mode}
+    # how the episode was played, for whoever must tell two conditions apart (oel.evaluation)
+    sampling = {**asdict(config.sampling), "action_mode": config.action_mode, "env_kwargs": config.env_kwargs}
 
     def refill(index: int) -> None:
         seed = next(pending, None)

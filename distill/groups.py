@@ -75,6 +75,8 @@ class Turn:
     logprobs: list[float]
     candidates: dict | None
     """Scored mode: the stored candidate distribution (see `memory.records.StepRecord`)."""
+    temperature: float = 1.0
+    """T the behaviour log-probs were taken at (the episode's sampling T; 1 for greedy play)."""
 
 
 @dataclass
@@ -102,7 +104,10 @@ def stored_episodes(store: ExperienceStore, **filters: object) -> list[PlayedEpi
                 row.episode_id, int(row.seed), float(row.episode_return or 0.0), bool(row.episode_won), []
             ),
         )
-        episode.turns.append(Turn(row.state, prompt, completion, logprobs, row.candidates))
+        sampled_t = float((row.sampling or {}).get("temperature") or 0.0)
+        episode.turns.append(
+            Turn(row.state, prompt, completion, logprobs, row.candidates, sampled_t if sampled_t > 0 else 1.0)
+        )
     return list(episodes.values())
 
 

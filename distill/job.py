@@ -106,7 +106,7 @@ class JobConfig:
     knowledge: int | None = None
     """Knowledge version id in the teacher's prompt; None: the run's latest (extracted or authored)."""
     split: str = "train"
-    """Which logged split supplies prompts (never the held-out one)."""
+    """Which logged split supplies prompts: train only (val chooses settings, test reports; neither trains)."""
     out: str | None = None
     """Output folder; None: checkpoints/<run>/round-<R>-<method>."""
     student: str = "dense"
@@ -133,12 +133,19 @@ class JobConfig:
     """Validation tasks per evaluation (train-split seeds reserved for it, never the held-out maps)."""
     eval_env: str | None = None
     """Validation environment; None: the method's env_id, else the round's environment."""
+    eval_env_kwargs: dict[str, Any] | None = None
+    """Validation environment options; None: the method's env_kwargs when eval_env is the method's env."""
     keep_best: bool = False
     """Deploy the best-validated weights (the start counts, a tie goes to the later); needs eval_every."""
     carry_optimizer: bool = False
     """Start AdamW from the moments the start checkpoint's job left, and leave ours for the next job."""
 
     def __post_init__(self) -> None:
+        if self.split != "train":
+            raise ConsolidationError(
+                f"consolidation trains on the train split only, not {self.split!r}: val chooses settings and "
+                "test reports, so neither may be trained on"
+            )
         if self.keep_best and not self.eval_every:
             raise ConsolidationError("keep_best needs eval_every > 0: there is nothing to pick the best from")
         if self.eval_every < 0:
@@ -483,6 +490,8 @@ class ConsolidationJob:
         env = cfg.eval_env or own
         if env is None:
             env = round_steps(self.store, cfg.run, cfg.round, cfg.split)["env"].mode()[0]
+        if cfg.eval_env_kwargs is not None:
+            return env, dict(cfg.eval_env_kwargs)
         kwargs = dict(getattr(self.method_config, "env_kwargs", {}) or {}) if env == own else {}
         return env, kwargs
 

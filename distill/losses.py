@@ -46,8 +46,9 @@ DEFAULT_CHUNK = 512
 Head = Callable[[Tensor], Tensor]
 
 
-def logprobs_at(logits: Tensor, ids: Tensor, temperature: float = 1.0) -> Tensor:
-    """`log_softmax(logits / T)` over the full vocabulary, evaluated only at `ids` ([N, V] -> [N, k])."""
+def logprobs_at(logits: Tensor, ids: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+    """`log_softmax(logits / T)` over the full vocabulary, evaluated only at `ids` ([N, V] -> [N, k]);
+    T is one number, or an [N, 1] tensor of per-row temperatures."""
     z = logits.float() / temperature
     return z.gather(-1, ids) - torch.logsumexp(z, dim=-1, keepdim=True)
 

@@ -6,11 +6,13 @@ student greedily on a fixed set of validation tasks before training and
 after every K steps, logs the pass rate with the step, and with `keep_best`
 the deployed checkpoint is the best-scoring weights seen, not the last.
 
-The validation tasks are *train*-split seeds reserved for it
-(VALIDATION_SEED_BASE and up), never the held-out test maps: choosing the
-checkpoint on the test maps would bias the test pass rate that the loop and
-the benchmarks report. (FrozenLake 3x3 has only 19 maps, so these share maps
-with training; what they measure is the policy, greedily, on a fixed set.)
+The validation tasks are the first `episodes` seeds of the `val` split
+(envs/splits.py), never the held-out test tasks nor the train tasks: choosing
+the checkpoint on the test tasks would bias the test pass rate that the loop
+and the benchmarks report. Where the environment splits its tasks (FrozenLake
+4x4, Sokoban, TextWorld, tool tasks) no validation task is ever trained on or
+tested on; FrozenLake 3x3 has only 19 maps, which all splits share, so there
+what validation measures is the policy, greedily, on a fixed set of seeds.
 
 Episodes go to the store like any other, under the run with no round and no
 checkpoint and the policy name `val:c<consolidation>:s<step>`, so round
@@ -32,7 +34,7 @@ from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
 from memory import queries
 from memory.store import ExperienceStore
 
-VALIDATION_SEED_BASE = 2_000_000
+VALIDATION_SPLIT = "val"
 BEST_DIR = "best"
 
 
@@ -47,18 +49,19 @@ def validate(
 ) -> float:  # fmt: skip
     """Greedy pass rate of `model` on the validation tasks after `step` (played now, or found stored)."""
     name = policy_name(consolidation_id, step)
-    seeds = list(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + episodes))
-    have = set(queries.episodes(store, run=run_id, policy=name)["seed"].astype(int))
+    seeds = list(range(episodes))
+    stored = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
+    have = set(stored["seed"].astype(int))
     missing = [s for s in seeds if s not in have]
     if missing:
         model.eval()
         rollout = RolloutConfig(
-            env_id=env_id, split="train", batch=min(32, len(missing)), env_kwargs=dict(env_kwargs),
+            env_id=env_id, split=VALIDATION_SPLIT, batch=min(32, len(missing)), env_kwargs=dict(env_kwargs),
             sampling=SamplingParams(temperature=0, max_new_tokens=max_new_tokens), action_mode=action_mode,
         )  # fmt: skip
         policy = HFPolicy.from_model(model, tokenizer, name=name)
         run_rollouts(policy, store, rollout, tags=EpisodeTags(run_id=run_id), seeds=missing)
-    played = queries.episodes(store, run=run_id, policy=name)
+    played = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
     played = played[played["seed"].isin(seeds)].drop_duplicates("seed")
     return float(played["won"].astype(bool).mean()) if len(played) else 0.0
 

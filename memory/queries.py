@@ -185,6 +185,7 @@ _EPISODE_COLUMNS = [
     Episode.checkpoint_id.label("checkpoint"),
     Episode.knowledge_version_id.label("knowledge_version"),
     Episode.policy,
+    Episode.sampling,
     Episode.action_mode,
     Episode.status,
     Episode.total_return,
@@ -361,8 +362,9 @@ def steps(
     Columns: episode_id, index, state, prompt, completion_text, action,
     observation, reward, latency_s, prompt_ids, completion_ids, logprobs
     (decoded lists), candidates (scored mode, else None), and the episode's
-    env, split, round, checkpoint, knowledge_version, seed, policy,
-    action_mode, episode_return, episode_won. Ordered by episode, then step.
+    env, split, round, checkpoint, knowledge_version, seed, policy, sampling
+    (the settings it was played with), action_mode, episode_return,
+    episode_won. Ordered by episode, then step.
     """
     stmt = select(
         Step.episode_id,
@@ -374,6 +376,7 @@ def steps(
         Episode.knowledge_version_id.label("knowledge_version"),
         Episode.seed,
         Episode.policy,
+        Episode.sampling,
         Episode.action_mode,
         Episode.total_return.label("episode_return"),
         Episode.won.label("episode_won"),
@@ -385,6 +388,26 @@ def steps(
     if won is not None:
         stmt = stmt.where(Episode.won == won)
     return _decode_blobs(_frame(store, stmt.order_by(Step.episode_id, Step.idx)))
+
+
+def step_actions(store: ExperienceStore, episode_ids: Sequence[int]) -> pd.DataFrame:
+    """The (state, action) of every step of the given episodes, without token blobs (cheap to read).
+
+    Columns: episode_id, index, state, action, observation, reward. Ordered by episode, then step.
+    """
+    frames = []
+    ids = [int(i) for i in episode_ids]
+    for start in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+        stmt = (
+            select(Step.episode_id, Step.idx.label("index"), Step.state, Step.action, Step.observation,
+                   Step.reward)
+            .where(Step.episode_id.in_(ids[start : start + 500]))
+            .order_by(Step.episode_id, Step.idx)
+        )  # fmt: skip
+        frames.append(_frame(store, stmt))
+    if not frames:
+        return pd.DataFrame(columns=["episode_id", "index", "state", "action", "observation", "reward"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def rounds(store: ExperienceStore, run_id: int) -> pd.DataFrame:

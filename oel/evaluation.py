@@ -1,19 +1,24 @@
 """Held-out evaluation, the one implementation behind `oel eval` and the loop's evaluate phase.
 
-A *condition* is what was deployed: (checkpoint, knowledge version or none,
-action mode), played on the held-out split of one environment. Its episodes are the test
-seeds `seed .. seed + episodes - 1` (task i is the i-th held-out map, the same
-maps for every condition), stored tagged with the condition, so:
+A *condition* is what was deployed and how it played: (checkpoint, knowledge
+version or none, action mode, sampling temperature, environment options),
+played on one split (`test` for reporting, `val` for choosing settings) of one
+environment. Its episodes are the seeds `seed .. seed + episodes - 1` of the
+split (the same tasks for every condition), stored tagged with the condition, so:
 
 - evaluation is resumable: only the seeds the store lacks for this
   condition are played, and running it again just reports what is stored;
 - a condition is evaluated once however many rounds need it: the loop's
   "consolidated" condition of round r is round r+1's "none" condition;
-- the figures come from the stored episodes, one per seed: pass rate with
-  its 95% Wilson interval, generated tokens per episode (what OEL's
-  efficiency claims are about), prompt tokens per episode (what knowledge
-  in context costs) and prompt tokens actually computed (what the prefix
-  cache saved).
+- the figures come from the stored episodes, one per seed: the pass rate
+  over distinct tasks with its 95% Wilson interval over those tasks
+  (`memory.stats`: two seeds that drew the same map are one observation,
+  not two), the episode counts beside it, step accuracy where the game has
+  a solver (the share of visited states whose move was optimal,
+  `envs.grid.solver`; it moves long before the pass rate does), generated
+  tokens per episode (what OEL's efficiency claims are about), prompt tokens
+  per episode (what knowledge in context costs) and prompt tokens actually
+  computed (what the prefix cache saved).
 
 Sampling is the caller's (OEL evaluates at T=0.7), so pass rates on 128 maps
 carry a few points of noise: compare conditions on the same seeds.
@@ -34,9 +39,17 @@ import pandas as pd
 from agent.policy import Policy, SamplingParams
 from agent.ray_pool import OnEpisode, Player
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+from envs.grid.solver import step_optimal
 from memory import queries
 from memory.stats import wilson_interval
 from memory.store import ExperienceStore
+
+EVAL_SPLITS = ("val", "test")
+"""Splits an evaluation may play: `val` to choose settings on, `test` to report."""
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot mean what it says (a split that is trained on, ...)."""
 
 
 @dataclass
@@ -47,8 +60,10 @@ class EvalConfig:
     """Environment whose test split is played."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra `gymnasium.make` keyword arguments."""
+    split: str = "test"
+    """test (held out, for reporting) or val (for choosing settings, gates and teachers)."""
     episodes: int = 128
-    """Held-out tasks to play (seeds `seed` .. `seed + episodes - 1` of the test split)."""
+    """Episodes to play: seeds `seed` .. `seed + episodes - 1` of the split (each task counts once)."""
     batch: int = 32
     """Environments stepped together."""
     seed: int = 0
@@ -58,24 +73,55 @@ class EvalConfig:
     action_mode: str = "text"
     """text or scored (`agent.forms`); part of the condition: episodes of the other mode do not count."""
 
+    def __post_init__(self) -> None:
+        if self.split not in EVAL_SPLITS:
+            raise EvaluationError(
+                f"evaluation plays the val or test split, not {self.split!r}: a pass rate on tasks the "
+                "policy trains on measures memory, not learning"
+            )
+
 
 def condition_figures(df: pd.DataFrame, per_seed: bool = True) -> dict[str, Any]:
-    """Pass rate (with its 95% interval) and token counts of a set of episodes (one per seed by default)."""
+    """Pass rate over distinct tasks (95% interval over tasks), episode counts and token counts of a set
+    of episodes (one per seed by default)."""
     if per_seed:
         df = df.drop_duplicates("seed", keep="first")
     n = len(df)
     wins = int(df["won"].astype(bool).sum()) if n else 0
-    low, high = wilson_interval(wins, n)
+    per_task = df.groupby("task_id")["won"].apply(lambda w: w.astype(bool).mean()) if n else pd.Series()
+    tasks, task_score = len(per_task), float(per_task.sum())
+    low, high = wilson_interval(task_score, tasks)
 
     def mean(column: str) -> float | None:
         values = df[column].dropna() if column in df else pd.Series(dtype=float)
         return float(values.mean()) if len(values) else None
 
     return {
-        "episodes": n, "wins": wins, "pass_rate": wins / n if n else 0.0, "ci_low": low, "ci_high": high,
+        "episodes": n, "wins": wins, "tasks": tasks, "task_score": task_score,
+        "pass_rate": task_score / tasks if tasks else 0.0, "ci_low": low, "ci_high": high,
+        "episode_pass_rate": wins / n if n else 0.0,
         "tokens_per_episode": mean("n_tokens"), "prompt_tokens_per_episode": mean("n_prompt_tokens"),
         "prompt_computed_per_episode": mean("n_prompt_computed"),
     }  # fmt: skip
+
+
+def step_accuracy(store: ExperienceStore, episode_ids: list[int]) -> tuple[int, int] | None:
+    """(optimal moves, states that have one) over the steps of these episodes; None if no grid game."""
+    steps = queries.step_actions(store, episode_ids)
+    judged = [
+        step_optimal(state, action) for state, action in zip(steps["state"], steps["action"], strict=True)
+    ]
+    counted = [j for j in judged if j is not None]
+    return (sum(counted), len(counted)) if counted else None
+
+
+def _played_as(sampling: Any, config: EvalConfig) -> bool:
+    """Whether an episode's recorded settings are this condition's (temperature, environment options)."""
+    sampling = sampling if isinstance(sampling, dict) else {}
+    temperature = sampling.get("temperature")
+    if temperature is not None and float(temperature) != float(config.sampling.temperature):
+        return False
+    return dict(sampling.get("env_kwargs") or {}) == dict(config.env_kwargs)
 
 
 def condition_episodes(
@@ -85,14 +131,15 @@ def condition_episodes(
     checkpoint_id: int,
     knowledge_version_id: int | None,
 ) -> pd.DataFrame:
-    """The stored held-out episodes of one condition on the configured seeds."""
-    df = queries.episodes(store, run=run_id, split="test", env=config.env_id, checkpoint=checkpoint_id)
+    """The stored episodes of one condition on the configured split and seeds."""
+    df = queries.episodes(store, run=run_id, split=config.split, env=config.env_id, checkpoint=checkpoint_id)
     seeds = range(config.seed, config.seed + config.episodes)
     knowledge = df["knowledge_version"]
     mine = knowledge.isna() if knowledge_version_id is None else knowledge == knowledge_version_id
     played = df["action_mode"].fillna("text")  # older episodes were all text
     mode = played == "text" if config.action_mode == "text" else played.isin(["scored", "text-fallback"])
-    return df[mine & mode & df["seed"].isin(seeds)]
+    same = df["sampling"].map(lambda sampling: _played_as(sampling, config)).astype(bool)
+    return df[mine & mode & same & df["seed"].isin(seeds)]
 
 
 def evaluate(
@@ -124,7 +171,7 @@ def evaluate(
     if missing:
         text = store.knowledge_text(knowledge_version_id) if knowledge_version_id is not None else None
         rollout = RolloutConfig(
-            env_id=config.env_id, split="test", batch=config.batch, env_kwargs=dict(config.env_kwargs),
+            env_id=config.env_id, split=config.split, batch=config.batch, env_kwargs=dict(config.env_kwargs),
             sampling=config.sampling, action_mode=config.action_mode,
         )  # fmt: skip
         tags = EpisodeTags(run_id, round_id, checkpoint_id, knowledge_version_id)
@@ -134,7 +181,10 @@ def evaluate(
             run_rollouts(
                 get_policy(), store, rollout, knowledge=text, tags=tags, seeds=missing, on_episode=on_episode
             )
-    figures = condition_figures(
-        condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)
-    )
+    played = condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)
+    played = played.drop_duplicates("seed", keep="first")
+    figures = condition_figures(played, per_seed=False)
+    accuracy = step_accuracy(store, [int(i) for i in played["id"]])
+    figures["step_accuracy"] = None if accuracy is None else accuracy[0] / accuracy[1]
+    figures["steps_judged"] = None if accuracy is None else accuracy[1]
     return {**figures, "checkpoint_id": checkpoint_id, "knowledge_version_id": knowledge_version_id}

@@ -175,6 +175,9 @@ class LoopConfig:
             **self.consolidate, "round": round_index, "run": self.run.name, "model": model, "out": out,
             "action_mode": self.run.action_mode,
         }  # fmt: skip
+        if "eval_env" not in values:  # validation plays the run's own environment, with its options
+            values["eval_env"] = self.run.env_id
+            values.setdefault("eval_env_kwargs", dict(self.run.env_kwargs))
         job_config, _method_config, method = build_consolidation(values)
         if method.uses_knowledge:
             values["knowledge"] = knowledge

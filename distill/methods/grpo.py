@@ -199,7 +199,12 @@ def rl_loss(
     )
     if not bool(rl_mask.any()):
         return logits.new_zeros(()), {}
-    logp = logprobs_at(logits, targets[:, None], job.config.temperature).squeeze(-1)[rl_mask]
+    # the ratio's denominator was taken at each episode's own sampling T (a round's collection
+    # explores at its own temperature), so the numerator must be too
+    temperature = torch.tensor(
+        [r.turn.temperature for r, n in zip(rows, per_token, strict=True) for _ in range(n)], device=device
+    )[:, None]
+    logp = logprobs_at(logits, targets[:, None], temperature).squeeze(-1)[rl_mask]
     old = torch.tensor([lp for r in rows if r.rl for lp in r.turn.logprobs], device=device)
     adv = torch.tensor([r.advantage for r, n in zip(rows, per_token, strict=True) if r.rl for _ in range(n)],
                        device=device)  # fmt: skip

@@ -9,7 +9,7 @@ from memory.store import ExperienceStore
 
 def play_round(
     url: str, model: Path, knowledge: str, *, env_id: str = "oel/FrozenLake-v0", episodes: int = 3,
-    max_new_tokens: int = 8, action_mode: str = "text", group_size: int = 1,
+    max_new_tokens: int = 8, action_mode: str = "text", group_size: int = 1, temperature: float = 0.7,
 ) -> str:  # fmt: skip
     """Run 'r', round 0: `episodes` seeds of `env_id` played `group_size` times each by `model` in
     `action_mode`, and `knowledge` as a version."""
@@ -23,7 +23,7 @@ def play_round(
         checkpoint = store.checkpoint_for_path(str(model), run_id=run_id)
         config = RolloutConfig(
             env_id=env_id, batch=episodes * group_size, action_mode=action_mode,
-            sampling=SamplingParams(max_new_tokens=max_new_tokens, seed=0),
+            sampling=SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=0),
         )  # fmt: skip
         tags = EpisodeTags(run_id=run_id, round_id=round_id, checkpoint_id=checkpoint)
         seeds = [s for s in range(episodes) for _ in range(group_size)]

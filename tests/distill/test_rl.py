@@ -163,6 +163,18 @@ def test_zero_variance_groups_are_skipped_and_counted(store, tmp_path, tiny_path
     assert _logged_steps(store, result.consolidation_id) == [1, 2]
 
 
+def test_round_groups_collected_at_another_temperature_start_at_ratio_one(tmp_path, tiny_path):
+    """A round explored at T=1.8 trains at the job's T=0.7: the ratio's numerator must be taken at 1.8 too."""
+    url = f"sqlite:///{tmp_path}/oel.db"
+    play_round(url, tiny_path, KNOWLEDGE, env_id="oeltest/Coin-v0", episodes=2, max_new_tokens=6,
+               group_size=4, temperature=1.8)  # fmt: skip
+    with ExperienceStore.open(url) as round_store:
+        config = _config(tmp_path / "out", source="round", steps=1, groups=2, temperature=0.7, lr=1e-2)
+        first = consolidate(config, round_store).metrics[0]
+    assert first["kept_groups"] >= 1 and first["tokens"] > 0
+    assert first["clip_fraction"] == 0.0  # at T=0.7 the fresh log-probs differ, and ratios clip
+
+
 def test_more_updates_per_batch_make_the_clip_bind(store, tmp_path):
     once = consolidate(_config(tmp_path / "once", steps=1, lr=1e-2), store).metrics[0]
     thrice = consolidate(_config(tmp_path / "thrice", steps=1, lr=1e-2, updates=3), store).metrics[0]
