@@ -106,7 +106,7 @@ class JobConfig:
     knowledge: int | None = None
     """Knowledge version id in the teacher's prompt; None: the run's latest (extracted or authored)."""
     split: str = "train"
-    """Which logged split supplies prompts: train only (val chooses settings, test reports; neither trains)."""
+    """Which logged split supplies prompts: train only (val chooses settings and test reports)."""
     out: str | None = None
     """Output folder; None: checkpoints/<run>/round-<R>-<method>."""
     student: str = "dense"
