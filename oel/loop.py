@@ -79,7 +79,7 @@ class LoopUI:
         """A phase completed (now or in an earlier process: `result["resumed"]`)."""
 
     def waiting(self, have: int, need: int) -> None:
-        """Watch mode: `have` unclaimed episodes, `need` to trigger."""
+        """Watch mode: `have` unclaimed episodes did not fire the trigger (`need`); the loop polls again."""
 
     def round_done(self, summary: RoundSummary) -> None:
         """A round is complete."""
@@ -166,11 +166,11 @@ class OnlineLoop:
         previous_end = self._previous_round_end(index)
         while True:
             have = self.store.count_unclaimed(self.run_id, cfg.run.env_id)
-            self.ui.waiting(have, watch.min_episodes)
             if have >= watch.min_episodes:
                 return
             if have and watch.every_minutes > 0 and time.time() - previous_end >= 60 * watch.every_minutes:
                 return
+            self.ui.waiting(have, watch.min_episodes)  # only once the trigger has not fired on `have`
             time.sleep(watch.poll_seconds)
 
     def _previous_round_end(self, index: int) -> float:

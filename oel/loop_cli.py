@@ -58,7 +58,8 @@ def summary_table(summary: Any) -> Any:
 
 
 class RichLoopUI:
-    """Draws the loop's progress: one bar per phase, a status line while watching, a table per round."""
+    """Draws the loop's progress: one bar per phase, a status line while watching (a printed line per
+    new count when the output is not a terminal), a table per round."""
 
     def __init__(self, console: Any) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,6 +71,8 @@ class RichLoopUI:
         )  # fmt: skip
         self.task: Any = None
         self.wait_status: Any = None
+        self.waited: int | None = None
+        """The unclaimed count last printed while watching without a terminal."""
 
     def phase_started(self, round_index: int, phase: str, total: int | None) -> None:
         self._stop_waiting()
@@ -102,12 +105,19 @@ class RichLoopUI:
                 self.console.print(f"  {escape(worker)} played seeds {seed_ranges(seeds)}")
 
     def waiting(self, have: int, need: int) -> None:
+        text = f"watching the store: {have}/{need} new episodes"
+        if not self.console.is_terminal:  # a log file: one line whenever the count changes
+            if have != self.waited:
+                self.console.print(text)
+            self.waited = have
+            return
         if self.wait_status is None:
             self.wait_status = self.console.status("")
             self.wait_status.start()
-        self.wait_status.update(f"watching the store: {have}/{need} new episodes")
+        self.wait_status.update(text)
 
     def _stop_waiting(self) -> None:
+        self.waited = None
         if self.wait_status is not None:
             self.wait_status.stop()
             self.wait_status = None

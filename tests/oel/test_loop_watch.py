@@ -21,9 +21,14 @@ def test_watch_starts_a_round_from_another_process_and_agents_follow(tmp_path, t
             deadline = time.monotonic() + 120
             while store.get_run("tiny") is None and time.monotonic() < deadline:
                 time.sleep(0.2)
-            # 4 episodes are not enough: the loop keeps waiting
+            # 4 episodes are not enough: the loop says it saw them and keeps waiting (a line it prints only
+            # after the trigger did not fire), and has claimed nothing
             assert start(*agent, "--episodes", "4", "--batch", "4", log=tmp_path / "a1.log").wait(300) == 0
-            time.sleep(2)
+            log, seen_by = tmp_path / "loop.log", time.monotonic() + 120
+            while "watching the store: 4/6 new episodes" not in log.read_text():
+                assert loop.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < seen_by, "the loop never reported the 4 episodes"
+                time.sleep(0.1)
             assert loop.poll() is None and train_seeds(store) == []
             # 4 more (seeds 4..7) pass the trigger of 6: the round claims all 8 and completes
             second = start(*agent, "--episodes", "4", "--batch", "4", "--seed", "4", log=tmp_path / "a2.log")
