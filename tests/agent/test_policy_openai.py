@@ -7,7 +7,9 @@ test process for the wire-level cases: it answers like vLLM's
 log-prob entries through `return_tokens_as_token_ids`), or like a server that
 gives neither, or slowly, or with errors. `test_real_vllm_server` runs the
 same backend against `python -m vllm.entrypoints.openai.api_server` where vLLM
-is importable (the vllm extra's venv in CI), and is skipped otherwise.
+is importable (the vllm extra's venv in CI), and is skipped otherwise; the
+server's log-prob values are compared with a transformers teacher-forced pass
+(`logprob_checks`).
 """
 
 from __future__ import annotations
@@ -230,7 +232,10 @@ def test_play_command_with_the_openai_backend(server, tmp_path):
     importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install 'oel[vllm]')"
 )
 def test_real_vllm_server(tiny_path):
-    from transformers import AutoTokenizer
+    import torch
+    from logprob_checks import TOLERANCE, teacher_forced_logprobs
+
+    from agent.model import load_model
 
     port = closed_port()
     env = {
@@ -255,10 +260,13 @@ def test_real_vllm_server(tiny_path):
                 time.sleep(2)
         served = OpenAIPolicy("tiny", base_url=f"http://127.0.0.1:{port}/v1")
         [done] = served.generate([CONVERSATION], SamplingParams(temperature=1.0, max_new_tokens=8, seed=0))
-        tokenizer = AutoTokenizer.from_pretrained(str(tiny_path))
-        assert done.token_ids and len(done.logprobs) == len(done.token_ids)
+        model, tokenizer = load_model(tiny_path)
+        assert done.token_ids and done.logprobs is not None and len(done.logprobs) == len(done.token_ids)
         assert tokenizer.decode(done.token_ids, skip_special_tokens=True).strip() == done.text.strip()
         assert done.prompt_ids == encode_chat(tokenizer, CONVERSATION)  # the server's template is ours
+        # at T = 1 the server's raw log-probs are ours: log_softmax(logits) of each token, teacher-forced here
+        expected = teacher_forced_logprobs(model, done.prompt_ids, done.token_ids, 1.0)
+        assert torch.allclose(expected, torch.tensor(done.logprobs), atol=TOLERANCE, rtol=0)
     finally:
         process.terminate()
         process.wait(timeout=60)

@@ -2,23 +2,20 @@
 
 Log-probs must match the hf backend's definition, log_softmax(logits / T) over
 the full vocabulary, so they are checked against a transformers teacher-forced
-pass. Both run in fp32, but vLLM's CPU kernels (attention, prepacked GEMM) are
-not transformers', so we allow 2e-3 nats per token; a wrong temperature or
-top-k/top-p-processed log-probs would be off by far more.
+pass (`logprob_checks`: fp32 on both sides, 2e-3 nats per token allowed for
+vLLM's own CPU kernels; a wrong temperature or top-k/top-p-processed
+log-probs would be off by far more).
 """
 
 from __future__ import annotations
 
 import pytest
-import torch
+from logprob_checks import assert_matches_teacher_forcing
 
-from agent.model import load_model
-from agent.policy import SamplingParams, encode_chat
+from agent.policy import SamplingParams
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
-
-TOLERANCE = 2e-3
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +23,6 @@ def engine(tiny_path):
     from agent.vllm_policy import VLLMPolicy
 
     return VLLMPolicy(tiny_path, enforce_eager=True)
-
-
-def assert_matches_teacher_forcing(folder, conversations, completions, temperature):
-    model, tokenizer = load_model(folder)
-    for conversation, c in zip(conversations, completions, strict=True):
-        assert c.prompt_ids == encode_chat(tokenizer, conversation)
-        assert tokenizer.decode(c.token_ids, skip_special_tokens=True) == c.text
-        assert len(c.logprobs) == len(c.token_ids) >= 1
-        ids = torch.tensor([c.prompt_ids + c.token_ids])
-        with torch.no_grad():
-            logits = model(ids).logits[0, len(c.prompt_ids) - 1 : -1].float()
-        logp = torch.log_softmax(logits / temperature, -1)
-        expected = logp.gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
-        assert torch.allclose(expected, torch.tensor(c.logprobs), atol=TOLERANCE, rtol=0)
 
 
 @pytest.mark.slow
