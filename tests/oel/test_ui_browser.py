@@ -2,8 +2,10 @@
 
 The server is the real `oel ui` command in a subprocess on a free local port;
 the browser clicks from the run to an episode, to its run's knowledge version,
-to an item's source episode and back, and saves a screenshot of the episode
-page as docs/ui-episode.png (the README shows it). Playwright's own browser
+to an item's source episode and back, and screenshots the episode page into the
+test's temporary folder; with OEL_UPDATE_SCREENSHOT=1 it also replaces
+docs/ui-episode.png (the README shows it), so a test run never rewrites a
+tracked file unless asked to. Playwright's own browser
 download cannot work here, so it drives the system binary; CI installs
 Debian's `chromium` package. Without the binary the test is skipped, except
 under CI (env CI set), where that is a failure.
@@ -26,6 +28,7 @@ from memory.store import ExperienceStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = "ui-episode.png"
 
 
 def _free_port() -> int:
@@ -63,7 +66,7 @@ def server(filled):
     proc.wait(timeout=30)
 
 
-def test_a_person_clicks_from_a_run_to_an_episode_to_knowledge_and_back(server, filled) -> None:
+def test_a_person_clicks_from_a_run_to_an_episode_to_knowledge_and_back(server, filled, tmp_path) -> None:
     if not Path(CHROMIUM).is_file():
         if os.environ.get("CI"):
             pytest.fail(f"no Chromium at {CHROMIUM} (CI is set, so the browser test must run)")
@@ -88,11 +91,13 @@ def test_a_person_clicks_from_a_run_to_an_episode_to_knowledge_and_back(server, 
         page.click("a[href='/episodes?run=ui']")
         page.click(f'a[href="/episodes/{source}"]')
         assert "Episode" in page.locator("h1").inner_text()
-        page.screenshot(path=str(REPO / "docs" / "ui-episode.png"), full_page=False)
+        page.screenshot(path=str(tmp_path / SCREENSHOT), full_page=False)
         page.click("a[href='/runs/ui']")
         page.locator("a[href^='/knowledge/']").last.click()
         assert "Knowledge version" in page.locator("h1").inner_text()
         page.click(f'a[href="/episodes/{source}"]')  # the item's provenance: back to its source episode
         assert page.url.endswith(f"/episodes/{source}")
         browser.close()
-    assert (REPO / "docs" / "ui-episode.png").stat().st_size > 10_000
+    assert (tmp_path / SCREENSHOT).stat().st_size > 10_000
+    if os.environ.get("OEL_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / SCREENSHOT, REPO / "docs" / SCREENSHOT)
