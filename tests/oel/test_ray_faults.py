@@ -45,13 +45,36 @@ def ray_sections(tmp_path: Path, tiny_path: Path, pg_url: str, address: str, **c
     return sections
 
 
-def task_pids() -> list[int]:
-    """Processes on this machine running the consolidation task."""
-    pids = []
+def descendants(root: int) -> set[int]:
+    """Every process started by process `root`, directly or through others (read from /proc)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(TASK_TITLE):
-                pids.append(int(entry.name))
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # "pid (name) state ppid ..."
+        children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def task_pids() -> list[int]:
+    """The consolidation task's processes among this test's own (the `cluster` fixture's raylets are
+    children of this process, their workers theirs), so no other process on the machine is touched."""
+    pids = []
+    for pid in sorted(descendants(os.getpid())):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(TASK_TITLE):
+                pids.append(pid)
         except OSError:  # the process ended while we looked
             continue
     return pids
