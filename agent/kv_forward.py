@@ -90,10 +90,24 @@ def _empty_like_prefix(model: Any, device: Any, dtype: Any) -> KVBlock:
     )
 
 
-def run_rows(model: Any, rows: list[Row], pad_id: int = 0) -> Forward:
-    """One forward of the model body over `rows` (see the module docstring); gradients flow if enabled."""
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
+@dataclass
+class Layout:
+    """How `rows` sit in one padded batch: token ids, positions, the 4D mask, the valid cache entries."""
+
+    input_ids: torch.Tensor
+    """[B, N] new tokens (trunk, then branches), right-padded with the pad id."""
+    position_ids: torch.Tensor
+    """[B, N] each new token's real position (prefix length + its offset)."""
+    mask: torch.Tensor
+    """[B, 1, N, width + N] bool: what each new token may attend to (True = visible)."""
+    kv_valid: torch.Tensor
+    """[B, width + N] bool: the cache entries each row really has (no padding, no other branch)."""
+    width: int
+    """Padded prefix length."""
+
+
+def row_layout(rows: list[Row], pad_id: int = 0) -> Layout:
+    """Lay `rows` out as one batch (see the module docstring); shared by every forward over rows."""
     n_rows = len(rows)
     width = max(r.start for r in rows)
     layouts = []
@@ -129,6 +143,18 @@ def run_rows(model: Any, rows: list[Row], pad_id: int = 0) -> Forward:
         mask[i, 0, n:, width + n - 1] = True  # padding queries look at one real key (their output is unused)
         kv_valid[i, : row.start] = True
         kv_valid[i, width : width + len(row.trunk)] = True
+    return Layout(input_ids, position_ids, mask, kv_valid, width)
+
+
+def run_rows(model: Any, rows: list[Row], pad_id: int = 0) -> Forward:
+    """One forward of the model body over `rows` (see the module docstring); gradients flow if enabled."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    n_rows = len(rows)
+    layout = row_layout(rows, pad_id)
+    width, input_ids, position_ids, mask, kv_valid = (
+        layout.width, layout.input_ids, layout.position_ids, layout.mask, layout.kv_valid,
+    )  # fmt: skip
     cache = None
     if width > 0:
         from transformers import DynamicCache
@@ -167,7 +193,9 @@ def branch_logprobs(model: Any, forward: Forward, temperature: float = 1.0) -> l
 
     The first token of a branch is predicted from the trunk's last token, the
     others from the branch's previous token. The output head runs only at those
-    positions, and the log-softmax is over the full vocabulary at `temperature`.
+    positions, once per distinct position (every branch's first token is
+    predicted from the same one), and the log-softmax is over the full
+    vocabulary at `temperature`.
     """
     rows_at, cols_at, targets, owners = [], [], [], []
     for i, row in enumerate(forward.rows):
@@ -182,10 +210,17 @@ def branch_logprobs(model: Any, forward: Forward, temperature: float = 1.0) -> l
     if not targets:
         return [[] for _ in forward.rows]
     device = forward.hidden.device
-    hidden = forward.hidden[torch.tensor(rows_at, device=device), torch.tensor(cols_at, device=device)]
+    positions = dict.fromkeys(zip(rows_at, cols_at, strict=True))
+    unique = list(positions)
+    at = {p: j for j, p in enumerate(unique)}
+    hidden = forward.hidden[
+        torch.tensor([r for r, _c in unique], device=device),
+        torch.tensor([c for _r, c in unique], device=device),
+    ]
     logits = model.get_output_embeddings()(hidden).float() / temperature
+    which = torch.tensor([at[p] for p in zip(rows_at, cols_at, strict=True)], device=device)
     target = torch.tensor(targets, device=device)
-    logp = logits.gather(1, target[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+    logp = logits[which, target] - torch.logsumexp(logits, dim=-1)[which]
     out: list[list[list[torch.Tensor]]] = [[[] for _ in row.branches] for row in forward.rows]
     for value, (i, k) in zip(logp, owners, strict=True):
         out[i][k].append(value)

@@ -57,6 +57,25 @@ def round_steps(
     return df
 
 
+def replay_steps(store: ExperienceStore, run: str, round_index: int, split: str, replay: int) -> pd.DataFrame:
+    """The logged steps of round `round_index` and the `replay` rounds before it (-1: every earlier round).
+
+    Replay reuses the run's whole experience instead of the round's alone, as
+    ReST, ExpeL and Trinity's buffer do; whether old steps are still valid
+    training data is the method's to say (`distill.credit` explains why a
+    deterministic game's transitions never go stale).
+    """
+    df = queries.steps(store, run=run, split=split)
+    first = 0 if replay < 0 else round_index - replay
+    df = df[df["round"].notna()]
+    df = df[(df["round"] >= first) & (df["round"] <= round_index)]
+    if df.empty:
+        raise ConsolidationError(
+            f"run {run!r} has no logged {split} steps in rounds {first}..{round_index}; play a round first"
+        )
+    return df
+
+
 def state_pool(steps: pd.DataFrame) -> list[Example]:
     """The unique logged states of `round_steps`, in first-seen order."""
     return [Example(state) for state in dict.fromkeys(steps["state"])]

@@ -60,11 +60,13 @@ from agent.policy import Completion, SamplingParams, encode_chat
 from agent.prompts import build_messages
 from distill import checkpointing as ckpt
 from distill import validation
+from distill.candidates import ScoredState, candidate_log_pi
 from distill.data import round_checkpoint_path, round_steps
 from distill.errors import ConsolidationError
 from distill.losses import DEFAULT_CHUNK
 from distill.students import FORMS, SCALES, load_student, save_final, train_top_layers
 from distill.ternary.config import PATTERNS
+from distill.trunk_cache import TrunkCache
 from memory.store import ExperienceStore
 
 JOB_LAYOUT = 2
@@ -125,6 +127,9 @@ class JobConfig:
     """Rows (turns) per forward/backward pass; gradients accumulate over the batch."""
     train_layers: int | None = None
     """Train only the last N transformer blocks (and the final norm); None: every weight."""
+    trunk_cache: bool = True
+    """Scored methods with train_layers (dense student): compute the frozen blocks once per state and run
+    only the trained top blocks each step (exact; distill.trunk_cache)."""
     device: str | None = None
     """torch device; None: cuda if available, else cpu."""
     eval_every: int = 0
@@ -251,6 +256,7 @@ class ConsolidationJob:
         self.teacher: Any = None
         self.teacher_tokenizer: Any = None
         self.knowledge: str | None = None
+        self.trunk: TrunkCache | None = None
 
     def settings(self) -> dict[str, Any]:
         """What defines the job; a resumed run must match it (steps and logistics may differ)."""
@@ -283,8 +289,12 @@ class ConsolidationJob:
         self.student, self.tokenizer = load_student(
             self.job["start_path"], cfg.student, cfg.pattern, cfg.scale, self.device
         )
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if cfg.train_layers is not None:
             train_top_layers(self.student, cfg.train_layers)
+            n_blocks = len(self.student.base_model.layers)
+            if cfg.trunk_cache and cfg.student == "dense" and cfg.train_layers < n_blocks:
+                self.trunk = TrunkCache(self.student, cfg.train_layers, self.pad_id)
         if self.method.needs_teacher():
             self.teacher, self.teacher_tokenizer = load_model(
                 self.job["teacher_path"], dtype=torch.float32, device=self.device
@@ -297,7 +307,6 @@ class ConsolidationJob:
                 raise ConsolidationError(
                     f"teacher {self.job['teacher_path']} does not share the student's vocabulary"
                 )
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.method.prepare(self)
         trainable = [p for p in self.student.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -394,6 +403,16 @@ class ConsolidationJob:
         model.eval()
         policy = HFPolicy.from_model(model, self.tokenizer)
         return policy.generate([build_messages(s, knowledge) for s in states], self.sampling(step))
+
+    def candidate_log_pi(self, states: list[ScoredState], temperatures: list[float]) -> list[torch.Tensor]:
+        """The student's log pi over each logged state's candidates [K], with gradient: through the trunk
+        cache when only the top blocks train, else one full forward (`distill.candidates`)."""
+        if self.trunk is not None:
+            return self.trunk.log_pi(states, temperatures)
+        return candidate_log_pi(
+            self.student, [s.prompt_ids for s in states], [s.candidate_ids for s in states], temperatures,
+            self.pad_id,
+        )  # fmt: skip
 
     def prompt_ids(self, state: str) -> list[int]:
         """The token ids of the student's prompt for `state` (no knowledge)."""
@@ -550,6 +569,7 @@ class ConsolidationJob:
 
     def cleanup(self) -> None:
         """Drop the models so their memory can be reclaimed."""
+        self.trunk = None
         for name in ("student", "teacher", "optimizer"):
             if hasattr(self, name):
                 setattr(self, name, None)

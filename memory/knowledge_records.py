@@ -10,7 +10,9 @@ back to the items and from there to the episodes they came from.
 
 Version kinds: `extracted` (rendered items), `authored` (a person's file,
 parsed into items), `raw` (raw trajectories pasted as context, the baseline;
-no items, never deployed or distilled by default).
+no items, never deployed or distilled by default), `outcomes` (a step-level
+outcome table built from trajectories, `distill.credit`: one item per state
+with the episodes it was drawn from; training data, never put in a prompt).
 
 Mixed into `memory.store.ExperienceStore`.
 """
@@ -27,7 +29,7 @@ from memory.db import first_line
 from memory.errors import StoreError
 from memory.models import KnowledgeItem, KnowledgeItemSource, KnowledgeVersion, KnowledgeVersionItem
 
-VERSION_KINDS = ("extracted", "authored", "raw")
+VERSION_KINDS = ("extracted", "authored", "raw", "outcomes")
 DISTILLABLE_KINDS = ("extracted", "authored")
 """Kinds `latest_knowledge_version` considers by default: knowledge, not the raw-trajectory baseline."""
 
@@ -104,6 +106,38 @@ class KnowledgeRecords:
             return self.transaction(do)
         except IntegrityError as exc:
             raise StoreError(f"cannot record knowledge version: {first_line(exc)}") from None
+
+    def record_outcomes(
+        self, *, run_id: int, round_id: int | None, items: Sequence[tuple[str, Sequence[int]]],
+        meta: dict | None = None,
+    ) -> int:  # fmt: skip
+        """Record an outcome table as items (text, source episode ids) and one `outcomes` version, in ONE
+        transaction (hundreds of states); return the version id."""
+
+        def do(conn: Connection) -> int:
+            item_ids = []
+            sources = []
+            for text, episodes in items:
+                item_id = self.insert_row(conn, KnowledgeItem, run_id=run_id, round_id=round_id, text=text,
+                                          votes=len(set(episodes)), prompt_version="outcomes")  # fmt: skip
+                item_ids.append(item_id)
+                sources += [{"item_id": item_id, "episode_id": e} for e in dict.fromkeys(episodes)]
+            if sources:
+                conn.execute(insert(KnowledgeItemSource.__table__), sources)
+            text = "\n\n".join(text for text, _episodes in items)
+            version_id = self.insert_row(
+                conn, KnowledgeVersion, run_id=run_id, round_id=round_id, text=text, n_items=len(item_ids),
+                n_tokens=len(text) // 4, kind="outcomes", meta=meta,
+            )  # fmt: skip
+            links = [{"version_id": version_id, "item_id": i, "position": p} for p, i in enumerate(item_ids)]
+            if links:
+                conn.execute(insert(KnowledgeVersionItem.__table__), links)
+            return version_id
+
+        try:
+            return self.transaction(do)
+        except IntegrityError as exc:
+            raise StoreError(f"cannot record the outcome table: {first_line(exc)}") from None
 
     def knowledge_text(self, version_id: int) -> str:
         """The rendered text of knowledge version `version_id`; StoreError if there is none."""

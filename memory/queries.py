@@ -364,7 +364,7 @@ def steps(
     (decoded lists), candidates (scored mode, else None), and the episode's
     env, split, round, checkpoint, knowledge_version, seed, policy, sampling
     (the settings it was played with), action_mode, episode_return,
-    episode_won. Ordered by episode, then step.
+    episode_won, episode_lost. Ordered by episode, then step.
     """
     stmt = select(
         Step.episode_id,
@@ -380,6 +380,7 @@ def steps(
         Episode.action_mode,
         Episode.total_return.label("episode_return"),
         Episode.won.label("episode_won"),
+        Episode.lost.label("episode_lost"),
     ).select_from(Step.__table__.join(Episode.__table__, Episode.id == Step.episode_id))
     filters = {
         "run": run, "round": round, "split": split, "env": env, "checkpoint": checkpoint, "policy": policy,

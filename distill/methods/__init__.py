@@ -25,6 +25,7 @@ METHODS: dict[str, dict[str, str]] = {
     "sft": {"text": "distill.methods.sft", "scored": "distill.methods.sft_scored"},
     "rl": {"text": "distill.methods.grpo", "scored": "distill.methods.grpo_scored"},
     "opcd+rl": {"text": "distill.methods.opcd_rl", "scored": "distill.methods.opcd_rl_scored"},
+    "credit": {"scored": "distill.methods.credit_scored"},
 }
 """Method name -> action mode -> module. Descriptions are each module's first docstring line."""
 

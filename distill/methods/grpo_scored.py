@@ -163,10 +163,7 @@ def rl_loss(job: ConsolidationJob, config: Config, rows: list[ActionRow], log_pi
 
 def student_log_pi(job: ConsolidationJob, rows: list[ActionRow]) -> list[torch.Tensor]:
     """The live student's log pi over each row's candidates, on the exact prompts it scored, with gradient."""
-    return candidate_log_pi(
-        job.student, [r.step.prompt_ids for r in rows], [r.step.candidate_ids for r in rows],
-        [r.step.temperature for r in rows], job.pad_id,
-    )  # fmt: skip
+    return job.candidate_log_pi([r.step for r in rows], [r.step.temperature for r in rows])
 
 
 class Method(grpo.Method):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from distill.candidates import ScoredState, candidate_log_pi
+from distill.candidates import ScoredState
 from distill.data import take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
@@ -57,10 +57,7 @@ class Method(MethodBase):
 
     def loss(self, job: ConsolidationJob, rows: list[ScoredState], batch: Batch) -> tuple[torch.Tensor, dict]:
         # ---- 3. cross-entropy of the chosen command under the candidate softmax
-        log_pi = candidate_log_pi(
-            job.student, [r.prompt_ids for r in rows], [r.candidate_ids for r in rows],
-            [job.config.temperature] * len(rows), job.pad_id,
-        )  # fmt: skip
+        log_pi = job.candidate_log_pi(rows, [job.config.temperature] * len(rows))
         nll = -torch.stack([lp[r.chosen] for lp, r in zip(log_pi, rows, strict=True)])
         loss = nll.sum() / batch.totals["states"]
         return loss, {"nll": float(loss.detach())}
