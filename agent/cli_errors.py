@@ -19,6 +19,7 @@ def errors_as_lines() -> Iterator[None]:
     from agent.play import PlayError
     from agent.policy import PolicyError
     from agent.ray_pool import RayError
+    from envs.checks import ENV_ERRORS
     from memory.errors import StoreError
     from memory.knowledge.errors import KnowledgeError
 
@@ -32,6 +33,7 @@ def errors_as_lines() -> Iterator[None]:
         ModelLoadError,
         PlayError,
         RayError,
+        *ENV_ERRORS,
     ) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

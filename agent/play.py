@@ -20,6 +20,7 @@ from agent.model import ModelLoadError
 from agent.policy import PolicyError, SamplingParams
 from agent.ray_pool import PolicySpec, RayError, RaySettings, RolloutPool, seed_ranges
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
+from envs.checks import ENV_ERRORS
 from memory.errors import StoreError
 from memory.store import ExperienceStore
 
@@ -155,7 +156,7 @@ def play_and_report(
                     summary.policy_calls += wave.policy_calls
                     summary.env_steps += wave.env_steps
                     summary.generated_tokens += wave.generated_tokens
-    except (ModelLoadError, PolicyError, RayError, StoreError) as exc:
+    except (ModelLoadError, PolicyError, RayError, StoreError, *ENV_ERRORS) as exc:
         raise PlayError(str(exc)) from None
     finally:
         store.close()

@@ -5,9 +5,11 @@ and every method's `Config`), so each default is written once, in the
 dataclass; a flag that the chosen method does not take is an error naming the
 ones it does. The job runs with a rich progress bar (loss, KL or reward,
 tokens/s), and any problem the user can fix (no such round, no knowledge yet,
-a damaged checkpoint, a model folder that will not load) is one `error: ...`
-line and exit code 1. Running the same command again after an interruption
-resumes from the last snapshot.
+a damaged checkpoint, a model folder that will not load, an environment or
+options that cannot be made, a game that will not load or generate) is one
+`error: ...` line and exit code 1.
+Running the same command again after an interruption resumes from the last
+snapshot.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def run_consolidation(values: dict[str, Any]) -> None:
     from agent.model import ModelLoadError
     from distill.consolidation import make_job
     from distill.errors import ConsolidationError
+    from envs.checks import ENV_ERRORS
     from memory.errors import StoreError
     from memory.store import ExperienceStore
 
@@ -88,7 +91,7 @@ def run_consolidation(values: dict[str, Any]) -> None:
                     result = job.train(on_step)
             finally:
                 job.cleanup()
-    except (ConsolidationError, ModelLoadError, StoreError) as exc:
+    except (ConsolidationError, ModelLoadError, StoreError, *ENV_ERRORS) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     resumed = f" (resumed after step {result.start_step})" if result.start_step else ""

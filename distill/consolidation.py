@@ -4,7 +4,10 @@ Settings are one flat mapping, as a run file's `[consolidate]` table or the
 command line gives them: `distill.job.JobConfig`'s shared fields plus the
 chosen method's own (`distill.methods.<method>.Config`). `build` splits and
 checks them (an unknown key names the method's own keys), so defaults live
-only in the dataclasses.
+only in the dataclasses. It also makes the environments the job would play
+once with their options (`envs.checks`: the method's `env_id` / `env_kwargs`,
+the validation's `eval_env`), so a bad one is one ConsolidationError line
+before any model loads.
 """
 
 from __future__ import annotations
@@ -12,9 +15,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium
+
+from distill.errors import ConsolidationError
 from distill.job import ConsolidationJob, ConsolidationResult, JobConfig, split_fields
 from distill.methods import method_module
+from envs.checks import EnvConfigError, check_env
 from memory.store import ExperienceStore
+
+
+def _check_envs(job_config: JobConfig, method_config: Any) -> None:
+    """Make the method's environment and the validation's once with the options they would be played with."""
+    own = getattr(method_config, "env_id", None)
+    own_kwargs = dict(getattr(method_config, "env_kwargs", None) or {})
+    plays = [("env_id", "env_kwargs", own, own_kwargs)] if own is not None else []
+    if job_config.eval_env is not None:
+        kwargs = job_config.eval_env_kwargs
+        if kwargs is None:  # as the job's validation does: the method's options on the method's env
+            kwargs = own_kwargs if job_config.eval_env == own else {}
+        plays.append(("eval_env", "eval_env_kwargs", job_config.eval_env, kwargs))
+    for id_field, kwargs_field, env_id, kwargs in plays:
+        try:
+            check_env(env_id, kwargs)
+        except EnvConfigError as exc:
+            field = kwargs_field if env_id in gymnasium.registry else id_field
+            raise ConsolidationError(f"{field}: {exc}") from None
 
 
 def build(values: dict[str, Any]) -> tuple[JobConfig, Any, Any]:
@@ -24,6 +49,7 @@ def build(values: dict[str, Any]) -> tuple[JobConfig, Any, Any]:
     )
     shared, own = split_fields(values, module.Config)
     job_config, method_config = JobConfig(**shared), module.Config(**own)
+    _check_envs(job_config, method_config)
     return job_config, method_config, module.Method(job_config, method_config)
 
 

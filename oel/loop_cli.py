@@ -3,11 +3,11 @@
 The command layer only: flags and the run file become a `LoopConfig`, the
 loop's progress becomes rich bars (one per phase) and a one-screen summary
 table per round, and any problem the user can fix (a bad run file, an
-unreachable store, a model that will not load, a failed consolidation) is one
-`error: ...` line with exit code 1. An interrupted loop says how to resume:
-run the same command again. With `--ray` (or a run file's `[ray]`), collection
-and evaluation run on Ray rollout workers, and each collection says which
-worker played which seeds.
+unreachable store, a model that will not load, a failed consolidation, a game
+that will not load or generate) is one `error: ...` line with exit code 1.
+An interrupted loop says how to resume: run the same command again. With
+`--ray` (or a run file's `[ray]`), collection and evaluation run on Ray
+rollout workers, and each collection says which worker played which seeds.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ def loop(
     from agent.policy import PolicyError
     from agent.ray_pool import PolicySpec, RayError, RolloutPool
     from distill.errors import ConsolidationError
+    from envs.checks import ENV_ERRORS
     from memory.errors import StoreError
     from memory.knowledge.errors import KnowledgeError
     from memory.store import ExperienceStore
@@ -190,6 +191,7 @@ def loop(
         PolicyError,
         ConsolidationError,
         KnowledgeError,
+        *ENV_ERRORS,
     ) as exc:
         ui.close()
         typer.echo(f"error: {exc}", err=True)

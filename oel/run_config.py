@@ -21,6 +21,7 @@ file should not silently fall back to a default for a 15-minute job. The
 fields of `[consolidate]` that the loop sets itself (round, run, model,
 knowledge, out) are refused there too, and its other keys are checked
 against the chosen method's own settings (`distill.consolidation.build`).
+`[run]`'s environment is made once with its `env_kwargs` (`envs.checks`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from distill.consolidation import build as build_consolidation
 from distill.errors import ConsolidationError
 from distill.job import JobConfig
 from distill.methods import method_module
+from envs.checks import EnvConfigError, check_env
 from memory.knowledge.extract import ExtractionConfig
 
 
@@ -57,7 +59,8 @@ class RunSettings:
     env_id: str = "oel/FrozenLake-v0"
     """Registered environment id (`oel envs list`)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments for `gymnasium.make` (for example size, holes, max_steps)."""
+    """Extra keyword arguments for `gymnasium.make` (for example size, holes, max_steps); the environment is
+    made once with them when the file is loaded, so a bad option is refused before anything runs."""
     rounds: int = 2
     """Rounds to complete in total (a rerun continues up to this many)."""
     model: str | None = None
@@ -309,6 +312,10 @@ def validate(config: LoopConfig, source: str) -> None:
         raise LoopConfigError(
             f"{source} [evaluate].conditions: unknown {bad}; choose from {', '.join(CONDITIONS)}"
         )
+    try:
+        check_env(config.run.env_id, config.run.env_kwargs)
+    except EnvConfigError as exc:
+        raise LoopConfigError(f"{source} [run]: {exc}") from None
     try:
         check_backend(config.run.backend)
     except PolicyError as exc:

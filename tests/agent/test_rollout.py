@@ -82,3 +82,29 @@ def test_play_command_files_episodes_under_the_round(tmp_path, tiny_policy):
     with ExperienceStore.open(db) as store:
         stored = queries.episodes(store, run="r")
     assert len(stored) == 2 and set(stored["round"]) == {3}
+
+
+@pytest.mark.parametrize("command", ["play", "eval"])
+def test_a_textworld_game_that_cannot_be_generated_is_one_line(tmp_path, tiny_policy, monkeypatch, command):
+    from click.testing import CliRunner
+
+    from envs.tw import games
+    from oel.cli import command as oel
+
+    def cannot(kind, options, split, seed, out):
+        raise games.GameGenerationError(
+            f"TextWorld found no {kind} quest with seed {seed}; try a larger world"
+        )
+
+    monkeypatch.setattr(games, "generate_game", cannot)
+    args = [command, "--env", "oel/TextWorld-Quest-v0", "--model", str(tiny_policy.path), "--episodes", "1",
+            "--batch", "1", "--max-new-tokens", "4", "--db", f"sqlite:///{tmp_path / 'oel.db'}"]  # fmt: skip
+    result = CliRunner().invoke(oel(), args, env={"OEL_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert (
+        lines[-1].startswith("error: TextWorld found no quest quest with seed ")
+        and "Traceback" not in result.output
+    )
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]

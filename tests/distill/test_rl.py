@@ -232,6 +232,42 @@ def test_cli_rl_end_to_end(played, tmp_path):
     assert bad.exit_code == 2 and "JSON object" in bad.output
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--env-id", "oel/Nope-v0"], "error: env_id: unknown environment 'oel/Nope-v0'; registered: oel/"),
+        (
+            ["--env-kwargs", '{"colour": "red"}'],
+            "error: env_kwargs: cannot make oeltest/Coin-v0 with env_kwargs {'colour': 'red'}: TypeError: ",
+        ),
+        (
+            ["--env-kwargs", '{"split": "test"}'],
+            "error: env_kwargs: env_kwargs of oeltest/Coin-v0 name a split",
+        ),
+        (
+            ["--eval-every", "1", "--eval-env", "oel/Nope-v0"],
+            "error: eval_env: unknown environment 'oel/Nope-v0'",
+        ),
+        (
+            ["--eval-every", "1", "--eval-env", "oel/FrozenLake-v0", "--eval-env-kwargs", '{"holes": 99}'],
+            "error: eval_env_kwargs: cannot make oel/FrozenLake-v0 with env_kwargs {'holes': 99}: Grid",
+        ),
+    ],
+)
+def test_cli_bad_environments_are_one_line(played, tmp_path, flags, message):
+    from oel.cli import command
+
+    args = ["consolidate", "--method", "rl", "--env-id", "oeltest/Coin-v0", "--round", "0", "--run", "r",
+            "--steps", "1", "--groups", "1", "--group-size", "2", "--db", played,
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    result = CliRunner().invoke(command(), [*args, *flags])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert list(tmp_path.iterdir()) == []  # refused before the output folder was made
+
+
 @pytest.mark.slow
 def test_grpo_raises_the_probability_of_the_rewarded_action(tmp_path, smollm_path):
     """A few GRPO steps on the real SmolLM2 make the rewarded reply likelier (teacher-forced)."""

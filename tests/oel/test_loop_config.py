@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from loop_helpers import tiny_sections, write_run_file
 
 from distill.consolidation import build
 from oel.cli import command
@@ -98,6 +99,27 @@ def test_values_reach_the_nested_configs() -> None:
         ({"run": {"base_url": "http://h:8000/v1"}}, r"\[run\]\.base_url is for backend = \"openai\" only"),
         ({"run": {"backend": "openai", "base_url": "h:8000"}}, r"\[run\]\.base_url must be an http://"),
         ({"run": {"backend": "openai", "base_url": 8000}}, r"\[run\]\.base_url: expected"),
+        ({"run": {"env_id": "oel/Nope-v0"}}, r"\[run\]: unknown environment 'oel/Nope-v0'; registered: oel/"),
+        (
+            {"run": {"env_kwargs": {"size": 1}}},
+            r"\[run\]: cannot make oel/FrozenLake-v0 with env_kwargs \{'size': 1\}: GridOptionsError: .*size",
+        ),
+        (
+            {"run": {"env_kwargs": {"colour": "red"}}},
+            r"env_kwargs \{'colour': 'red'\}: TypeError: .*'colour'",
+        ),
+        (
+            {"run": {"env_kwargs": {"split": "test"}}},
+            r"\[run\]: env_kwargs of oel/FrozenLake-v0 name a split",
+        ),
+        (
+            {"run": {"env_id": "oel/TextWorld-Quest-v0", "env_kwargs": {"game_file": "/no/such/game.z8"}}},
+            r"\[run\]: .*GameFileError: game file /no/such/game\.z8 does not exist",
+        ),
+        (
+            {"consolidate": {"method": "rl", "env_id": "oel/Nope-v0"}},
+            r"\[consolidate\]: env_id: unknown environment 'oel/Nope-v0'",
+        ),
     ],
 )
 def test_mistakes_are_named(data: dict, message: str) -> None:
@@ -112,6 +134,42 @@ def test_unreadable_files_are_clear(tmp_path: Path) -> None:
     bad.write_text("[run\nname = 1")
     with pytest.raises(LoopConfigError, match="not valid TOML"):
         load_loop_config(bad)
+
+
+def _loop_error(*args: str) -> str:
+    """`oel loop ARGS` that must fail with exit code 1 and one `error:` line, its last, and no traceback."""
+    result = CliRunner().invoke(command(), ["loop", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert (
+        "Traceback" not in result.output
+        and [line for line in lines if line.startswith("error:")] == lines[-1:]
+    )
+    return lines[-1]
+
+
+def test_bad_environments_in_a_run_file_are_one_line_and_create_nothing(tmp_path: Path) -> None:
+    run = tmp_path / "run.toml"
+    db = f'db = "sqlite:///{tmp_path / "oel.db"}"\ncheckpoints = "{tmp_path / "ckpts"}"\n'
+    run.write_text(f'[run]\n{db}env_id = "oel/Nope-v0"\n')
+    assert _loop_error("--config", str(run)).startswith(
+        f"error: {run} [run]: unknown environment 'oel/Nope-v0'"
+    )
+    run.write_text(f"[run]\n{db}env_kwargs = {{ holes = 99 }}\n")
+    assert "cannot make oel/FrozenLake-v0 with env_kwargs {'holes': 99}: GridOptionsError" in _loop_error(
+        "--config", str(run)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]  # no store, no checkpoint folder
+
+
+def test_a_textworld_game_that_will_not_load_stops_the_loop_with_one_line(tmp_path, tiny_path, monkeypatch):
+    monkeypatch.setenv("OEL_CACHE_DIR", str(tmp_path / "cache"))  # no games generated: none to load
+    sections = tiny_sections(tmp_path, tiny_path, collect={"episodes": 1, "batch": 1})
+    sections["run"] |= {"env_id": "oel/TextWorld-Quest-v0", "env_kwargs": {"generate": False, "pool_size": 1}}
+    run = write_run_file(tmp_path / "run.toml", sections)
+    line = _loop_error("--config", str(run))
+    assert line.startswith("error: game file ") and "does not exist and generation is off" in line
 
 
 def test_groups_repeat_each_seed_and_rounds_take_fresh_seeds() -> None:
