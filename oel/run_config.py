@@ -345,9 +345,19 @@ def load_loop_config(path: str | Path) -> LoopConfig:
     """Read and check a run file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LoopConfigError(f"run file {path} does not exist (presets are in runs/)") from None
+    except IsADirectoryError:
+        raise LoopConfigError(
+            f"run file {path} is a folder; name a .toml file (presets are in runs/)"
+        ) from None
+    except OSError as exc:
+        raise LoopConfigError(f"cannot read run file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LoopConfigError(
+            f"run file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise LoopConfigError(f"{path} is not valid TOML: {exc}") from None
     config = parse_loop_config(data, str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,21 @@ def _loop_error(*args: str) -> str:
         and [line for line in lines if line.startswith("error:")] == lines[-1:]
     )
     return lines[-1]
+
+
+def test_a_config_that_is_a_folder_or_unreadable_is_one_line(tmp_path: Path) -> None:
+    assert _loop_error("--config", str(tmp_path)) == (
+        f"error: run file {tmp_path} is a folder; name a .toml file (presets are in runs/)"
+    )
+    binary = tmp_path / "run.toml"
+    binary.write_bytes(b'[run]\nname = "\xff\xfe"\n')
+    assert _loop_error("--config", str(binary)).startswith(f"error: run file {binary} is not UTF-8 text")
+    if os.geteuid() != 0:  # root reads whatever the mode says
+        binary.write_text("[run]\n")
+        binary.chmod(0)
+        assert (
+            _loop_error("--config", str(binary)) == f"error: cannot read run file {binary}: Permission denied"
+        )
 
 
 def test_bad_environments_in_a_run_file_are_one_line_and_create_nothing(tmp_path: Path) -> None:
