@@ -23,11 +23,17 @@ after a snapshot holding that step is on disk, and a resumed run re-logs
 whatever the store is missing from the snapshot it resumes from. Steps after
 the newest snapshot are recomputed on resume and logged then, so every step
 is logged exactly once.
+
+Before a job (or a loop) starts, `check_writable` refuses an output folder it
+could not create or write, and `check_run_name` a run name that, as a folder
+name under the checkpoints folder, would lead out of it (`../x`); both say so
+in one line rather than fail at the first save.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -38,13 +44,37 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 from safetensors.torch import load_model as load_weights
 
-from distill.errors import CheckpointError
+from distill.errors import CheckpointError, ConsolidationError
 
 JOB_FILE = "job.json"
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 _SNAPSHOT = re.compile(r"^resume-(\d+)$")
+
+
+def check_run_name(name: str) -> None:
+    """Raise ConsolidationError unless `name` can name one folder: no path separator, not '.' or '..'."""
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if not name or name in (".", "..") or any(sep in name for sep in separators):
+        raise ConsolidationError(
+            f"run name {name!r} cannot name a checkpoint folder: it must not be empty, '.' or '..', "
+            "nor hold a path separator (it would write outside the checkpoints folder)"
+        )
+
+
+def check_writable(folder: Path) -> None:
+    """Raise CheckpointError unless `folder` is, or can be created as, a folder this process may write in.
+
+    Nothing is created: the nearest part of the path that exists must be a writable folder.
+    """
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(f"cannot write checkpoints to {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot write checkpoints to {folder}: {existing} is not writable")
 
 
 def read_job(out: Path) -> dict[str, Any] | None:

@@ -6,8 +6,8 @@ dataclass; a flag that the chosen method does not take is an error naming the
 ones it does. The job runs with a rich progress bar (loss, KL or reward,
 tokens/s), and any problem the user can fix (no such round, no knowledge yet,
 a damaged checkpoint, a model folder that will not load, an environment or
-options that cannot be made, a game that will not load or generate) is one
-`error: ...` line and exit code 1.
+options that cannot be made, a game that will not load or generate, an
+output folder it cannot write) is one `error: ...` line and exit code 1.
 Running the same command again after an interruption resumes from the last
 snapshot.
 """

@@ -6,8 +6,9 @@ chosen method's own (`distill.methods.<method>.Config`). `build` splits and
 checks them (an unknown key names the method's own keys), so defaults live
 only in the dataclasses. It also makes the environments the job would play
 once with their options (`envs.checks`: the method's `env_id` / `env_kwargs`,
-the validation's `eval_env`), so a bad one is one ConsolidationError line
-before any model loads.
+the validation's `eval_env`), refuses a run name that would lead its default
+output folder out of `checkpoints/`, and `make_job` an output folder it could
+not write: each is one ConsolidationError line before any model loads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import gymnasium
 
+from distill.checkpointing import check_run_name, check_writable
 from distill.errors import ConsolidationError
 from distill.job import ConsolidationJob, ConsolidationResult, JobConfig, split_fields
 from distill.methods import method_module
@@ -49,6 +51,8 @@ def build(values: dict[str, Any]) -> tuple[JobConfig, Any, Any]:
     )
     shared, own = split_fields(values, module.Config)
     job_config, method_config = JobConfig(**shared), module.Config(**own)
+    if not job_config.out:  # the default folder is checkpoints/<run>/...
+        check_run_name(job_config.run)
     _check_envs(job_config, method_config)
     return job_config, method_config, module.Method(job_config, method_config)
 
@@ -56,6 +60,7 @@ def build(values: dict[str, Any]) -> tuple[JobConfig, Any, Any]:
 def make_job(values: dict[str, Any], store: ExperienceStore) -> ConsolidationJob:
     """The job for flat `values` (see the module docstring), not yet set up."""
     job_config, method_config, method = build(values)
+    check_writable(job_config.out_dir())
     return ConsolidationJob(job_config, method, method_config, store)
 
 

@@ -55,7 +55,9 @@ from agent.model import resolve_model_path
 from agent.policy import Policy, SamplingParams
 from agent.ray_pool import RolloutPool
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
+from distill.checkpointing import check_writable
 from distill.consolidation import consolidate
+from distill.errors import CheckpointError
 from distill.ray_task import consolidate_on_ray
 from memory import queries
 from memory.knowledge.authored import add_authored_knowledge, read_items
@@ -63,7 +65,7 @@ from memory.knowledge.extract import extract_knowledge
 from memory.rounds import PHASES
 from memory.store import ExperienceStore
 from oel.evaluation import EvalConfig, condition_figures, evaluate
-from oel.run_config import LoopConfig
+from oel.run_config import LoopConfig, LoopConfigError
 
 
 class LoopUI:
@@ -104,6 +106,10 @@ class OnlineLoop:
 
     def __init__(self, config: LoopConfig, store: ExperienceStore, ui: LoopUI | None = None,
                  pool: RolloutPool | None = None) -> None:  # fmt: skip
+        try:  # before the store or a model is touched: the first save comes minutes later
+            check_writable(Path(config.run.checkpoints) / config.run.name)
+        except CheckpointError as exc:
+            raise LoopConfigError(f"[run].checkpoints: {exc}") from None
         self.config = config
         self.store = store
         self.ui = ui or LoopUI()

@@ -4,10 +4,11 @@ The command layer only: flags and the run file become a `LoopConfig`, the
 loop's progress becomes rich bars (one per phase) and a one-screen summary
 table per round, and any problem the user can fix (a bad run file, an
 unreachable store, a model that will not load, a failed consolidation, a game
-that will not load or generate) is one `error: ...` line with exit code 1.
-An interrupted loop says how to resume: run the same command again. With
-`--ray` (or a run file's `[ray]`), collection and evaluation run on Ray
-rollout workers, and each collection says which worker played which seeds.
+that will not load or generate, a checkpoints folder it cannot write) is one
+`error: ...` line with exit code 1. An interrupted loop says how to resume:
+run the same command again. With `--ray` (or a run file's `[ray]`), collection
+and evaluation run on Ray rollout workers, and each collection says which
+worker played which seeds.
 """
 
 from __future__ import annotations

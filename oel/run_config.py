@@ -21,7 +21,8 @@ file should not silently fall back to a default for a 15-minute job. The
 fields of `[consolidate]` that the loop sets itself (round, run, model,
 knowledge, out) are refused there too, and its other keys are checked
 against the chosen method's own settings (`distill.consolidation.build`).
-`[run]`'s environment is made once with its `env_kwargs` (`envs.checks`).
+`[run]`'s environment is made once with its `env_kwargs` (`envs.checks`), and
+its name must be usable as the name of its checkpoint folder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from agent.backends import backend_options, check_backend
 from agent.forms import ACTION_MODES
 from agent.policy import PolicyError, SamplingParams
 from agent.ray_pool import RaySettings
+from distill.checkpointing import check_run_name
 from distill.consolidation import build as build_consolidation
 from distill.errors import ConsolidationError
 from distill.job import JobConfig
@@ -55,7 +57,8 @@ class RunSettings:
     """Identity and placement of the run."""
 
     name: str = "default"
-    """Run name in the store; running the same file again resumes it."""
+    """Run name in the store (running the same file again resumes it) and its checkpoint folder's name, so
+    it holds no path separator and is not '.' or '..'."""
     env_id: str = "oel/FrozenLake-v0"
     """Registered environment id (`oel envs list`)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -312,6 +315,10 @@ def validate(config: LoopConfig, source: str) -> None:
         raise LoopConfigError(
             f"{source} [evaluate].conditions: unknown {bad}; choose from {', '.join(CONDITIONS)}"
         )
+    try:
+        check_run_name(config.run.name)
+    except ConsolidationError as exc:
+        raise LoopConfigError(f"{source} [run].name: {exc}") from None
     try:
         check_env(config.run.env_id, config.run.env_kwargs)
     except EnvConfigError as exc:

@@ -252,20 +252,29 @@ def test_cli_rl_end_to_end(played, tmp_path):
             ["--eval-every", "1", "--eval-env", "oel/FrozenLake-v0", "--eval-env-kwargs", '{"holes": 99}'],
             "error: eval_env_kwargs: cannot make oel/FrozenLake-v0 with env_kwargs {'holes': 99}: Grid",
         ),
+        (
+            ["--out", "{tmp}/a-file/out"],
+            "error: cannot write checkpoints to {tmp}/a-file/out: {tmp}/a-file is not a",
+        ),
+        (["--run", "../escaped"], "error: run name '../escaped' cannot name a checkpoint folder"),
     ],
 )
-def test_cli_bad_environments_are_one_line(played, tmp_path, flags, message):
+def test_cli_bad_environments_and_folders_are_one_line(played, tmp_path, monkeypatch, flags, message):
     from oel.cli import command
 
+    (tmp_path / "a-file").write_text("not a folder")
+    # the default output folder is checkpoints/<run>/... under the working directory
+    monkeypatch.chdir(tmp_path)
     args = ["consolidate", "--method", "rl", "--env-id", "oeltest/Coin-v0", "--round", "0", "--run", "r",
-            "--steps", "1", "--groups", "1", "--group-size", "2", "--db", played,
-            "--out", str(tmp_path / "out")]  # fmt: skip
-    result = CliRunner().invoke(command(), [*args, *flags])
+            "--steps", "1", "--groups", "1", "--group-size", "2", "--db", played]  # fmt: skip
+    if "--run" not in flags:
+        args += ["--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(command(), [*args, *(flag.replace("{tmp}", str(tmp_path)) for flag in flags)])
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), result.output
-    assert list(tmp_path.iterdir()) == []  # refused before the output folder was made
+    assert len(lines) == 1 and lines[0].startswith(message.replace("{tmp}", str(tmp_path))), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no output folder, nothing outside
 
 
 @pytest.mark.slow

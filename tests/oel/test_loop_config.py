@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from loop_helpers import tiny_sections, write_run_file
 
 from distill.consolidation import build
+from memory.store import ExperienceStore
 from oel.cli import command
 from oel.run_config import LoopConfigError, load_loop_config, parse_loop_config
 
@@ -121,6 +122,9 @@ def test_values_reach_the_nested_configs() -> None:
             {"consolidate": {"method": "rl", "env_id": "oel/Nope-v0"}},
             r"\[consolidate\]: env_id: unknown environment 'oel/Nope-v0'",
         ),
+        ({"run": {"name": "../x"}}, r"\[run\]\.name: run name '\.\./x' cannot name a checkpoint folder"),
+        ({"run": {"name": ".."}}, r"\[run\]\.name: run name '\.\.' cannot name"),
+        ({"run": {"name": "a/b"}}, r"\[run\]\.name: run name 'a/b' cannot name"),
     ],
 )
 def test_mistakes_are_named(data: dict, message: str) -> None:
@@ -165,7 +169,7 @@ def test_a_config_that_is_a_folder_or_unreadable_is_one_line(tmp_path: Path) -> 
         )
 
 
-def test_bad_environments_in_a_run_file_are_one_line_and_create_nothing(tmp_path: Path) -> None:
+def test_bad_environments_and_run_names_in_a_run_file_are_one_line_and_create_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run.toml"
     db = f'db = "sqlite:///{tmp_path / "oel.db"}"\ncheckpoints = "{tmp_path / "ckpts"}"\n'
     run.write_text(f'[run]\n{db}env_id = "oel/Nope-v0"\n')
@@ -176,7 +180,28 @@ def test_bad_environments_in_a_run_file_are_one_line_and_create_nothing(tmp_path
     assert "cannot make oel/FrozenLake-v0 with env_kwargs {'holes': 99}: GridOptionsError" in _loop_error(
         "--config", str(run)
     )
+    run.write_text(f'[run]\n{db}name = "../escaped"\n')
+    assert _loop_error("--config", str(run)).startswith(f"error: {run} [run].name: run name '../escaped'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.toml"]  # no store, no checkpoint folder
+
+
+def test_a_checkpoints_folder_that_cannot_be_written_is_one_line_before_anything_runs(tmp_path, tiny_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    sections = tiny_sections(tmp_path, tiny_path)
+    sections["run"]["checkpoints"] = str(tmp_path / "a-file" / "ckpts")
+    run = write_run_file(tmp_path / "run.toml", sections)
+    assert _loop_error("--config", str(run)) == (
+        f"error: [run].checkpoints: cannot write checkpoints to {tmp_path / 'a-file' / 'ckpts' / 'tiny'}: "
+        f"{tmp_path / 'a-file'} is not a folder"
+    )
+    with ExperienceStore.open(sections["run"]["db"]) as store:
+        assert store.get_run("tiny") is None  # refused before the run was filed
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        sections["run"]["checkpoints"] = str(locked)
+        run = write_run_file(tmp_path / "run.toml", sections)
+        assert _loop_error("--config", str(run)).endswith(f"{locked} is not writable")
 
 
 def test_a_textworld_game_that_will_not_load_stops_the_loop_with_one_line(tmp_path, tiny_path, monkeypatch):
