@@ -70,9 +70,11 @@ def play(
 
 def convert_model() -> None:
     """Convert the embedded SmolLM2 GGUF into a cached Hugging Face folder (once), and print its path."""
+    from agent.cli_errors import errors_as_lines
     from agent.model import default_model_path
 
-    typer.echo(str(default_model_path()))
+    with errors_as_lines():
+        typer.echo(str(default_model_path()))
 
 
 def register(root: typer.Typer) -> None:

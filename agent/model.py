@@ -11,7 +11,8 @@ every later load takes well under a second:
   config and copy the state dict in, so nothing remembers the GGUF origin;
 - `save_pretrained` model + tokenizer into a temporary sibling folder, then
   rename it into place. A rename is atomic, so an interrupted conversion never
-  leaves a half-written cache that later looks valid.
+  leaves a half-written cache that later looks valid, and a failed one is a
+  `ModelLoadError` of one line naming the GGUF, the target and the cause.
 
 The folder is saved in float32, not bf16. The Q4_1 weights dequantize to
 values that fp32 holds exactly, so fp32 is lossless w.r.t. the shipped model
@@ -117,9 +118,12 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     force_offline()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other folder
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other folder
+    except OSError as err:
+        raise ModelLoadError(f"cannot convert {gguf} into {target}: {_one_line(err)}") from err
     try:
         kw: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
         quantized = AutoModelForCausalLM.from_pretrained(
@@ -138,18 +142,35 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
         except OSError:  # another process finished first: keep its folder
             if not _is_complete(target):
                 raise
+    except Exception as err:  # the GGUF reader, transformers and the disk each raise their own types
+        raise ModelLoadError(f"cannot convert {gguf} into {target}: {_one_line(err)}") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
 def default_model_path() -> Path:
-    """Return the cached HF folder of the default model, converting it on first use (~30 s)."""
-    target = cache_root() / "models" / DEFAULT_MODEL_NAME
-    if not _is_complete(target):
-        if target.exists():  # a foreign or damaged folder: never load it, rebuild it
-            shutil.rmtree(target)
-        convert_gguf(_gguf_path(), target)
+    """Return the cached HF folder of the default model, converting it on first use (~30 s).
+
+    Any failure on the way (a cache folder that cannot be written, a damaged GGUF, a full disk) is a
+    ModelLoadError of one line, and leaves no folder that a later run could mistake for the model.
+    """
+    try:
+        target = cache_root() / "models" / DEFAULT_MODEL_NAME
+        if not _is_complete(target):
+            if target.exists():  # a foreign or damaged folder: never load it, rebuild it
+                shutil.rmtree(target)
+            convert_gguf(_gguf_path(), target)
+    except OSError as err:
+        raise ModelLoadError(
+            f"cannot prepare the embedded model in the cache ($OEL_CACHE_DIR, default ~/.cache/oel): "
+            f"{_one_line(err)}"
+        ) from err
     return target
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 
 from agent.model import ModelLoadError, convert_gguf, default_model_path, load_model, resolve_model_path
 
@@ -59,7 +60,39 @@ def test_failed_conversion_leaves_no_cache_behind(tmp_path):
     bogus.parent.mkdir()
     bogus.write_bytes(b"GGUF but not really")
     target = tmp_path / "models" / "broken"
-    with pytest.raises(Exception):  # noqa: B017 - whatever the GGUF reader raises
+    with pytest.raises(ModelLoadError) as err:
         convert_gguf(bogus, target)
+    assert str(err.value).startswith(f"cannot convert {bogus} into {target}: ") and "\n" not in str(err.value)
     assert not target.exists()
     assert list((tmp_path / "models").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["convert-model"], ["play", "--episodes", "1"]])
+def test_a_failed_first_conversion_of_the_embedded_model_is_one_line(tmp_path, monkeypatch, command):
+    from oel.cli import command as oel
+
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"GGUF but not really")
+    monkeypatch.setattr("agent.model._gguf_path", lambda: bogus)
+    cache = tmp_path / "cache"
+    args = [*command, "--db", f"sqlite:///{tmp_path / 'oel.db'}"] if command[0] == "play" else command
+    result = CliRunner().invoke(oel(), args, env={"OEL_CACHE_DIR": str(cache)})
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    target = cache / "models" / "SmolLM2-135M-Instruct"
+    assert (
+        lines[-1].startswith(f"error: cannot convert {bogus} into {target}: ")
+        and "Traceback" not in result.output
+    )
+    assert list((cache / "models").iterdir()) == []  # nothing a later run could take for the model
+
+
+def test_an_unwritable_model_cache_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("OEL_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    with pytest.raises(
+        ModelLoadError, match=r"cannot prepare the embedded model in the cache .*a-file"
+    ) as err:
+        default_model_path()
+    assert "\n" not in str(err.value)
