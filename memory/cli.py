@@ -5,7 +5,9 @@ Thin wrappers: each command opens the store, calls one function of
 table. Every command takes `--db URL` (default `$OEL_DB_URL`, else
 `sqlite:///oel.db` in the working directory). A `StoreError` (bad URL,
 unreachable server, unknown schema revision, failed query) becomes one
-`error: ...` line on stderr and exit code 1, never a stack trace.
+`error: ...` line on stderr and exit code 1, never a stack trace. Every
+command but `upgrade` opens the store read-only, so a mistyped SQLite path
+is such an error rather than a new, empty database.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -46,11 +48,12 @@ def register(root: typer.Typer) -> None:
 
 @contextmanager
 def _store(db: str | None) -> Iterator[ExperienceStore]:
-    """Open the store for one command; a StoreError (opening, or in the body) becomes one line and exit 1."""
+    """Open the store read-only for one command; a StoreError (opening, or in the body) becomes one line and
+    exit 1. Read-only, so a mistyped SQLite path is an error rather than a new, empty database."""
     from memory.store import ExperienceStore, StoreError
 
     try:
-        with ExperienceStore.open(db) as store:
+        with ExperienceStore.open(db, read_only=True) as store:
             yield store
     except StoreError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -204,21 +207,33 @@ def export(
     """Export one table to CSV, Parquet or JSONL (token arrays as lists; JSON text in CSV)."""
     from memory import queries
 
+    if out.is_dir():
+        _fail(
+            f"--out {str(out)!r} is a folder; name the file to write, e.g. {str(out / (table + '.' + fmt))!r}"
+        )
+    if not out.parent.is_dir():
+        _fail(f"directory {str(out.parent)!r} does not exist")
     with _store(db) as store:
         df = queries.table(store, table)
-    if not out.parent.exists():
-        typer.echo(f"error: directory {str(out.parent)!r} does not exist", err=True)
-        raise typer.Exit(1)
-    if fmt is ExportFormat.parquet:
-        df.to_parquet(out, index=False)
-    elif fmt is ExportFormat.jsonl:
-        df.to_json(out, orient="records", lines=True, date_format="iso")
-    else:
-        for column in df.columns:
-            if df[column].map(lambda v: isinstance(v, list | dict)).any():
-                df[column] = df[column].map(lambda v: None if v is None else json.dumps(v))
-        df.to_csv(out, index=False)
+    try:
+        if fmt is ExportFormat.parquet:
+            df.to_parquet(out, index=False)
+        elif fmt is ExportFormat.jsonl:
+            df.to_json(out, orient="records", lines=True, date_format="iso")
+        else:
+            for column in df.columns:
+                if df[column].map(lambda v: isinstance(v, list | dict)).any():
+                    df[column] = df[column].map(lambda v: None if v is None else json.dumps(v))
+            df.to_csv(out, index=False)
+    except OSError as exc:
+        _fail(f"cannot write {str(out)!r}: {exc.strerror or exc}")
     typer.echo(f"wrote {len(df)} rows of {table} to {out}")
+
+
+def _fail(message: str) -> NoReturn:
+    """One `error:` line and exit code 1."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()

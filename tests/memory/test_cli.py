@@ -90,6 +90,31 @@ def test_export_round_trips_steps(filled: ExperienceStore, tmp_path, fmt: str) -
     assert ids == queries.table(filled, "steps")["completion_ids"].tolist()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_export_to_a_folder_is_one_line_and_writes_nothing(
+    filled: ExperienceStore, tmp_path, fmt: str
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    result = invoke("export", "--db", filled.url, "--format", fmt, "--out", str(folder))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: --out '{folder}' is a folder") and result.stderr.count("\n") == 1
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["stats"], ["episodes"], ["show", "1"], ["sql", "SELECT 1"], ["export", "--out", "{tmp}/x.csv"]],
+)
+def test_reading_a_mistyped_sqlite_path_creates_no_database(tmp_path, command: list[str]) -> None:
+    typo = tmp_path / "oel.bd"
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in command]
+    result = invoke(*args, "--db", f"sqlite:///{typo}")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: cannot open ") and "no such database file" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # neither the database nor the export
+
+
 def test_bracketed_text_prints_as_text_not_markup(filled: ExperienceStore) -> None:
     result = invoke("sql", "SELECT '[down]' AS action, '[bold]x' AS other", "--db", filled.url)
     assert result.exit_code == 0 and "[down]" in result.stdout and "[bold]x" in result.stdout
