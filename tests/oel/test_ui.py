@@ -106,3 +106,40 @@ def test_pages_page_through_episodes(filled, client) -> None:
     ids = [re.findall(r'href="/episodes/(\d+)"', page) for page in pages]
     assert len(ids[0]) == 4 and len(ids[1]) == 4 and not set(ids[0]) & set(ids[1])
     assert "next &rarr;" in pages[0] and "&larr; previous" in pages[1]
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("0.0.0.0", True),
+        ("192.168.1.20", True),
+        ("::", True),
+        ("myhost", True),
+        ("127.0.0.1", False),
+        ("127.0.0.2", False),
+        ("::1", False),
+        ("localhost", False),
+    ],
+)
+def test_serving_beyond_loopback_warns_that_the_store_is_readable_from_the_network(
+    tmp_path, monkeypatch, host, warned
+) -> None:
+    import uvicorn
+    from click.testing import CliRunner
+
+    from oel.cli import command
+
+    db = f"sqlite:///{tmp_path / 'oel.db'}"
+    ExperienceStore.open(db).close()
+    served: list[tuple[str, int]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_kw: served.append((host, port)))
+    result = CliRunner().invoke(command(), ["ui", "--db", db, "--host", host, "--port", "9876"])
+    assert result.exit_code == 0, result.output
+    assert served == [(host, 9876)]
+    warning = f"warning: --host {host} serves the store to the network: anyone who can reach this machine"
+    assert (
+        (result.stderr.startswith(warning) and result.stderr.count("\n") == 1)
+        if warned
+        else not result.stderr
+    )
+    assert f"read-only at http://{host}:9876/" in result.stdout
