@@ -8,18 +8,38 @@ from agent import knowledge_cli
 from agent.backends import backend_options
 
 DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
-BACKEND_HELP = "Policy backend (agent.backends): hf, vllm, langchain, openai (--base-url, --model NAME)."
+BACKEND_HELP = (
+    "Policy backend (agent.backends): hf, vllm, langchain, openai (--base-url, --model NAME), or reference "
+    "(--model solver, random[:moves] or blind:moves: the grid games' ceiling and floors)."
+)
 BASE_URL_HELP = "openai backend: the server's base URL, e.g. http://127.0.0.1:8000/v1 (vLLM's OpenAI server)."
 RAY_HELP = (
     "Play on Ray rollout workers: local, auto, ray://HOST:10001 or HOST:6379 (needs a PostgreSQL --db)."
 )
 WORKERS_HELP = "Ray rollout workers (with --ray)."
+ENV_KWARGS_HELP = "Environment options as a JSON object, e.g. '{\"neighbours\": true}' (see `oel envs list`)."
+
+
+def env_options(text: str) -> dict:
+    """The --env-kwargs JSON object; typer.BadParameter naming the problem otherwise."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--env-kwargs takes a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"--env-kwargs takes a JSON object, got {value!r}")
+    return value
 
 
 def play(
     env: str = typer.Option("oel/FrozenLake-v0", help="Environment id (see `oel envs list`)."),
     episodes: int = typer.Option(8, min=1, help="How many episodes to play."),
-    split: str = typer.Option("train", help="Task split: train, or test (held-out evaluation)."),
+    split: str = typer.Option(
+        "train", help="Task split: train, val (for choosing settings), or test (held-out evaluation)."
+    ),
+    env_kwargs: str = typer.Option("{}", help=ENV_KWARGS_HELP),
     batch: int = typer.Option(
         8, min=1, help="Environments stepped together; one batched model call serves them."
     ),
@@ -57,11 +77,13 @@ def play(
     from agent.ray_pool import RaySettings
 
     try:
+        options = env_options(env_kwargs)
         play_and_report(
             env=env, episodes=episodes, split=split, batch=batch, seed=seed, model=model, backend=backend,
             knowledge=knowledge, run=run, round_index=round, db=db, temperature=temperature, top_p=top_p,
             top_k=top_k, max_new_tokens=max_new_tokens, follow=follow, action_mode=action_mode,
             ray=RaySettings(address=ray, workers=workers), backend_options=backend_options(backend, base_url),
+            env_kwargs=options,
         )  # fmt: skip
     except PlayError as exc:
         typer.echo(f"error: {exc}", err=True)

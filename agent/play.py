@@ -20,7 +20,8 @@ from agent.model import ModelLoadError
 from agent.policy import PolicyError, SamplingParams
 from agent.ray_pool import PolicySpec, RayError, RaySettings, RolloutPool, seed_ranges
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
-from envs.checks import ENV_ERRORS
+from envs.checks import ENV_ERRORS, check_env
+from envs.splits import SPLITS
 from memory.errors import StoreError
 from memory.store import ExperienceStore
 
@@ -66,7 +67,7 @@ def play_and_report(
     *, env: str, episodes: int, split: str, batch: int, seed: int, model: str | None, backend: str,
     knowledge: str, run: str, round_index: int | None, db: str | None, temperature: float, top_p: float,
     top_k: int, max_new_tokens: int, follow: bool = False, action_mode: str = "text",
-    ray: RaySettings | None = None, backend_options: dict | None = None,
+    ray: RaySettings | None = None, backend_options: dict | None = None, env_kwargs: dict | None = None,
 ) -> RolloutSummary:  # fmt: skip
     """Play `episodes` episodes with a live progress bar, store them, and print a summary table.
 
@@ -86,8 +87,12 @@ def play_and_report(
     if env not in gymnasium.registry:
         known = ", ".join(spec.env_id for spec in envs.ENVIRONMENTS)
         raise PlayError(f"unknown environment {env!r}; registered: {known}")
-    if split not in ("train", "test"):
-        raise PlayError(f"--split must be train or test, got {split!r}")
+    if split not in SPLITS:
+        raise PlayError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    try:
+        check_env(env, env_kwargs)
+    except ENV_ERRORS as exc:
+        raise PlayError(str(exc)) from None
     try:
         sampling = SamplingParams(
             temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens
@@ -105,7 +110,7 @@ def play_and_report(
         checkpoint_id = store.checkpoint_for_path(str(path), run_id=run_id)
         config = RolloutConfig(
             env_id=env, split=split, episodes=episodes, batch=batch, seed=seed, sampling=sampling,
-            action_mode=action_mode,
+            action_mode=action_mode, env_kwargs=dict(env_kwargs or {}),
         )  # fmt: skip
         make_form(policy, action_mode)  # refuse a mode the backend cannot play before anything runs
         tags = EpisodeTags(

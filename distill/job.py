@@ -514,16 +514,37 @@ class ConsolidationJob:
         kwargs = dict(getattr(self.method_config, "env_kwargs", {}) or {}) if env == own else {}
         return env, kwargs
 
+    def _validation_settings(self) -> dict[str, Any]:
+        """What a validation pass rate depends on besides the weights."""
+        env, kwargs = self._validation_env()
+        cfg = self.config
+        return {"env": env, "env_kwargs": kwargs, "episodes": cfg.eval_episodes,
+                "action_mode": cfg.action_mode, "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
+
+    def _start_rate(self) -> float | None:
+        """The start's validation pass rate when the job that made the start validated exactly these weights
+        on the same tasks (a loop's round starts from the weights the last round kept), else None."""
+        parent = self.job["parent_checkpoint_id"]
+        if parent is None or self.config.student != "dense":
+            return None
+        meta = self.store.checkpoint_info(parent)["meta"] or {}
+        done = meta.get("validation") or {}
+        if done.get("kept_step") is None or done.get("settings") != self._validation_settings():
+            return None
+        return float(done["best_rate"])
+
     def _validate(self, step: int) -> float:
         """Validation pass rate after `step`; with keep_best, keep the weights when they are the best yet."""
         env, kwargs = self._validation_env()
-        rate = validation.validate(
+        known = self._start_rate() if step == 0 else None
+        rate = known if known is not None else validation.validate(
             self.store, self.student, self.tokenizer, run_id=self.run_id,
             consolidation_id=self.job["consolidation_id"], step=step, env_id=env, env_kwargs=kwargs,
             episodes=self.config.eval_episodes, action_mode=self.config.action_mode,
             max_new_tokens=self.config.max_new_tokens,
         )  # fmt: skip
         record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
+        record["settings"] = self._validation_settings()
         record["history"] = [h for h in record["history"] if h[0] != step] + [[step, rate]]
         if self.config.keep_best and rate >= record["best_rate"]:  # a tie goes to the later weights
             validation.save_best(self.student, self.out)
@@ -549,6 +570,8 @@ class ConsolidationJob:
         best = job.get("validation", {}).get("best_step")
         if self.config.keep_best and best is not None and best != self.config.steps:
             validation.restore_best(self.student, self.out)
+        if self.config.keep_best and best is not None:  # the deployed weights are exactly the validated ones
+            job["validation"]["kept_step"] = best
         fmt, bits = save_final(self.student, self.tokenizer, self.out, self.config.student)
         if self.config.carry_optimizer:
             ckpt.save_moments(self.out, self.student, self.optimizer)

@@ -14,18 +14,32 @@ from contextlib import ExitStack
 
 import typer
 
-from agent.cli import BACKEND_HELP, BASE_URL_HELP, DB_HELP, RAY_HELP, WORKERS_HELP
+from agent.cli import (
+    BACKEND_HELP,
+    BASE_URL_HELP,
+    DB_HELP,
+    ENV_KWARGS_HELP,
+    RAY_HELP,
+    WORKERS_HELP,
+    env_options,
+)
 
 MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
 
 
 def evaluate_command(
-    env: str = typer.Option("oel/FrozenLake-v0", help="Environment whose held-out test split is played."),
+    env: str = typer.Option("oel/FrozenLake-v0", help="Environment whose held-out split is played."),
+    env_kwargs: str = typer.Option("{}", help=ENV_KWARGS_HELP),
+    split: str = typer.Option("test", help="test (held out, for reporting) or val (for choosing settings)."),
     knowledge: str = typer.Option(
         "none",
         help="Knowledge in context: none, raw (the run's train trajectories), latest, or a version id.",
     ),
-    episodes: int = typer.Option(128, min=1, help="Held-out tasks to play (test seeds 0..N-1 from --seed)."),
+    episodes: int = typer.Option(
+        128,
+        min=1,
+        help="Episodes to play (seeds SEED..SEED+N-1 of the split); each distinct task counts once.",
+    ),
     batch: int = typer.Option(32, min=1, help="Environments stepped together."),
     seed: int = typer.Option(0, min=0, help="First held-out task."),
     run: str = typer.Option(
@@ -44,7 +58,8 @@ def evaluate_command(
     ray: str | None = typer.Option(None, "--ray", help=RAY_HELP),
     workers: int = typer.Option(2, min=1, help=WORKERS_HELP),
 ) -> None:
-    """Play the held-out split with knowledge in context; print pass rate and tokens per episode."""
+    """Play the held-out split under one condition; print the pass rate over distinct tasks, step accuracy
+    (grid games) and tokens per episode."""
     import gymnasium
     from rich.console import Console
     from rich.markup import escape
@@ -62,7 +77,7 @@ def evaluate_command(
     from agent.ray_pool import PolicySpec, RaySettings, RolloutPool
     from memory.knowledge.generator import approx_token_count
     from memory.knowledge.raw import build_raw_version
-    from memory.stats import format_rate
+    from memory.stats import format_task_rate
     from memory.store import ExperienceStore
     from oel.evaluation import EvalConfig, evaluate
 
@@ -73,8 +88,9 @@ def evaluate_command(
             raise PlayError(f"unknown environment {env!r}; registered: {known}")
         sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
         config = EvalConfig(
-            env_id=env, episodes=episodes, batch=batch, seed=seed, sampling=sampling, action_mode=action_mode
-        )
+            env_id=env, env_kwargs=env_options(env_kwargs), split=split, episodes=episodes, batch=batch,
+            seed=seed, sampling=sampling, action_mode=action_mode,
+        )  # fmt: skip
         options = backend_options(backend, base_url)
         with ExperienceStore.open(db) as store, ExitStack() as stack:
             run_id = store.ensure_run(run)
@@ -99,7 +115,7 @@ def evaluate_command(
                 TextColumn("pass {task.fields[rate]}"), TimeElapsedColumn(),
             )  # fmt: skip
             with Progress(*columns, console=console) as progress:
-                task = progress.add_task(escape(f"{env} [test] knowledge={knowledge}"), total=0, rate="-")
+                task = progress.add_task(escape(f"{env} [{split}] knowledge={knowledge}"), total=0, rate="-")
                 result = evaluate(
                     lambda: policy, store, config, run_id=run_id, checkpoint_id=checkpoint_id,
                     knowledge_version_id=version_id,
@@ -110,7 +126,7 @@ def evaluate_command(
                     play=None if pool is None else pool.player(path),
                 )  # fmt: skip
     table = Table(title=escape(f"{env} held-out, {policy.name}, {action_mode}"))
-    columns = ["knowledge", "version", "knowledge tokens", "pass rate [95% CI] (wins/n)", "gen tokens/ep",
+    columns = ["knowledge", "version", "knowledge tokens", "pass rate", "step acc", "gen tokens/ep",
                "prompt tokens/ep", "prompt computed/ep"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
@@ -121,10 +137,14 @@ def evaluate_command(
     table.add_row(
         knowledge, "" if version_id is None else str(version_id),
         str((counter or approx_token_count)(text) if text else 0),
-        format_rate(result["wins"], result["episodes"]), number(result["tokens_per_episode"]),
+        f"{100 * result['pass_rate']:.1f}%",
+        "-" if result["step_accuracy"] is None else f"{result['step_accuracy']:.2f}",
+        number(result["tokens_per_episode"]),
         number(result["prompt_tokens_per_episode"]), number(result["prompt_computed_per_episode"]),
     )  # fmt: skip
     console.print(table)
+    rate = format_task_rate(result["task_score"], result["tasks"], result["wins"], result["episodes"])
+    typer.echo(f"{split} pass rate, 95% interval over distinct tasks: {rate}")
 
 
 def register(root: typer.Typer) -> None:

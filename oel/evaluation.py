@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from agent.cli_errors import CommandError
 from agent.policy import Policy, SamplingParams
 from agent.ray_pool import OnEpisode, Player
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
@@ -48,7 +49,7 @@ EVAL_SPLITS = ("val", "test")
 """Splits an evaluation may play: `val` to choose settings on, `test` to report."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(CommandError):
     """An evaluation that cannot mean what it says (a split that is trained on, ...)."""
 
 

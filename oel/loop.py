@@ -201,13 +201,14 @@ class OnlineLoop:
 
     def _play(self, path: str, split: str, seeds: list[int], knowledge: str | None, tags: EpisodeTags,
               batch: int, sampling: SamplingParams) -> dict[str, list[int]]:  # fmt: skip
-        """Play `seeds` on checkpoint `path`; return which Ray worker played which seeds ({} in-process)."""
+        """Play `seeds` on checkpoint `path` (the collection game: [run] options under [collect]'s); return
+        which Ray worker played which seeds ({} in-process)."""
         cfg = self.config
         rollout = RolloutConfig(
             env_id=cfg.run.env_id,
             split=split,
             batch=batch,
-            env_kwargs=cfg.run.env_kwargs,
+            env_kwargs={**cfg.run.env_kwargs, **cfg.collect.env_kwargs},
             sampling=sampling,
             action_mode=cfg.run.action_mode,
         )

@@ -33,17 +33,21 @@ def summary_table(summary: Any) -> Any:
     """The end-of-round screen: the three pass rates, tokens, knowledge, lineage and phase times."""
     from rich.table import Table
 
+    from memory.stats import format_task_rate
+
     res = summary.results
     table = Table(title=f"round {summary.index}", show_header=True)
-    for column in ("condition", "pass rate", "tokens/ep", "prompt tok/ep", "episodes", "checkpoint"):
+    for column in ("condition", "pass rate [95% CI over tasks] (tasks; episodes)", "step acc", "tokens/ep",
+                   "prompt tok/ep", "checkpoint"):  # fmt: skip
         table.add_column(column, justify="right")
     for name in ("none", "knowledge", "consolidated"):
         row = summary.condition(name)
         if row is None:
             continue
+        rate = format_task_rate(row["task_score"], row["tasks"], row["wins"], row["episodes"])
         table.add_row(
-            name, _fmt(row["pass_rate"]), _fmt(row["tokens_per_episode"], "{:.1f}"),
-            _fmt(row["prompt_tokens_per_episode"], "{:.0f}"), str(row["episodes"]), str(row["checkpoint_id"]),
+            name, rate, _fmt(row.get("step_accuracy"), "{:.2f}"), _fmt(row["tokens_per_episode"], "{:.1f}"),
+            _fmt(row["prompt_tokens_per_episode"], "{:.0f}"), str(row["checkpoint_id"]),
         )  # fmt: skip
     collect, extract, cons = res.get("collect", {}), res.get("extract", {}), res.get("consolidate", {})
     phases = ("collect", "extract", "consolidate", "evaluate")

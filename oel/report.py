@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from memory import queries
+from memory.stats import format_task_rate
 from memory.store import ExperienceStore
 
 CONDITIONS = ("none", "knowledge", "consolidated")
@@ -78,6 +79,10 @@ def round_results(store: ExperienceStore, run_id: int) -> list[dict[str, Any]]:
             row[f"low_{name}"] = cond.get("ci_low")
             row[f"high_{name}"] = cond.get("ci_high")
             row[f"n_{name}"] = cond.get("episodes")
+            row[f"wins_{name}"] = cond.get("wins")
+            row[f"tasks_{name}"] = cond.get("tasks")
+            row[f"task_score_{name}"] = cond.get("task_score")
+            row[f"step_acc_{name}"] = cond.get("step_accuracy")
             row[f"tokens_{name}"] = cond.get("tokens_per_episode")
         row["train_episodes"] = res.get("collect", {}).get("episodes")
         row["train_pass"] = res.get("collect", {}).get("pass_rate")
@@ -217,21 +222,27 @@ def _plot_losses(losses: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def condition_cell(row: Any, name: str) -> str:
+    """'8.3% [4.4, 15.1] (9/108 tasks; 9/108 episodes), step acc 0.71': a condition's figures in one cell,
+    the interval over distinct tasks (`memory.stats`); '-' when the condition was not evaluated."""
+    rate = row.get(f"pass_{name}")
+    if rate is None or pd.isna(rate):
+        return "-"
+    tasks, score = row.get(f"tasks_{name}"), row.get(f"task_score_{name}")
+    if tasks is None or pd.isna(tasks):  # a round evaluated before tasks were counted
+        low, high, n = row.get(f"low_{name}"), row.get(f"high_{name}"), row.get(f"n_{name}")
+        return f"{100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({int(n)} episodes)"
+    text = format_task_rate(float(score), int(tasks), int(row[f"wins_{name}"]), int(row[f"n_{name}"]))
+    accuracy = row.get(f"step_acc_{name}")
+    return text if accuracy is None or pd.isna(accuracy) else f"{text}, step acc {accuracy:.2f}"
+
+
 def _learning_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per round: each condition's pass rate with its 95% interval and maps, valid actions, RL groups,
-    and the validation gate's record."""
+    """Per round: each condition's pass rate with its 95% interval over distinct tasks, its episodes and
+    step accuracy, valid actions, RL groups, and the validation gate's record."""
     table = rows[["round"]].copy()
     for name in CONDITIONS:
-        table[name] = [
-            "-" if pd.isna(rate) else f"{100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({int(n)})"
-            for rate, low, high, n in zip(
-                rows[f"pass_{name}"],
-                rows[f"low_{name}"],
-                rows[f"high_{name}"],
-                rows[f"n_{name}"],
-                strict=True,
-            )
-        ]
+        table[name] = [condition_cell(row, name) for row in rows.to_dict("records")]
     table["valid actions"] = rows["valid_actions"]
     for kind in ("kept_groups", "filtered_groups", "skipped_groups"):
         table[kind.replace("_", " ")] = rows[kind]

@@ -102,6 +102,9 @@ class CollectSettings:
     """Sampling temperature while collecting (exploration; scored: over the candidates); None: [sampling]."""
     with_knowledge: bool = False
     """Deploy with the latest knowledge in context while collecting (OEL deploys without it)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Options laid over [run] env_kwargs while collecting only, a curriculum (max_steps = 14 gives
+    exploration the time to find wins); validation and evaluation play the run's own game."""
 
     def seeds(self, round_index: int) -> list[int]:
         """The round's train seeds, each repeated group_size times."""
@@ -323,6 +326,11 @@ def validate(config: LoopConfig, source: str) -> None:
         check_env(config.run.env_id, config.run.env_kwargs)
     except EnvConfigError as exc:
         raise LoopConfigError(f"{source} [run]: {exc}") from None
+    if config.collect.env_kwargs:
+        try:
+            check_env(config.run.env_id, {**config.run.env_kwargs, **config.collect.env_kwargs})
+        except EnvConfigError as exc:
+            raise LoopConfigError(f"{source} [collect].env_kwargs: {exc}") from None
     try:
         check_backend(config.run.backend)
     except PolicyError as exc:

@@ -281,6 +281,33 @@ def test_keep_best_deploys_the_best_validated_weights_not_the_last(store, tmp_pa
     assert same(seen[best])
 
 
+def test_a_round_starting_from_validated_weights_does_not_validate_them_again(store, tmp_path, monkeypatch):
+    """The loop's next round starts from the weights the last round kept: their rate is known already."""
+    from distill import validation
+
+    played: list[int] = []
+    real = validation.validate
+
+    def counting(*args, step, **kw) -> float:
+        played.append(step)
+        return real(*args, step=step, **kw)
+
+    monkeypatch.setattr(validation, "validate", counting)
+    gate = dict(method="rl", env_id="oeltest/Colour-v0", source="rollouts", groups=2, group_size=4, steps=2,
+                eval_every=1, eval_episodes=4, keep_best=True)  # fmt: skip
+    first = consolidate(_config(tmp_path / "a", **gate), store)
+    kept = store.checkpoint_info(first.checkpoint_id)["meta"]["validation"]
+    assert played == [0, 1, 2] and kept["kept_step"] == kept["best_step"]
+    second = consolidate(_config(tmp_path / "b", model=str(tmp_path / "a"), **gate), store)
+    assert played == [0, 1, 2, 1, 2]  # no step 0: the start is what the first job kept
+    history = dict(store.checkpoint_info(second.checkpoint_id)["meta"]["validation"]["history"])
+    assert history[0] == kept["best_rate"]
+    other = consolidate(
+        _config(tmp_path / "c", model=str(tmp_path / "a"), **{**gate, "eval_episodes": 3}), store
+    )
+    assert played[-3:] == [0, 1, 2] and other.metrics  # other validation tasks: validated afresh
+
+
 def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, tmp_path):
     from safetensors.torch import load_file
 

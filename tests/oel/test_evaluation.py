@@ -152,9 +152,13 @@ def test_cli_extract_show_diff_and_eval(db, tiny_path) -> None:
         held_out = queries.episodes(store, run="cli", split="test")
     assert len(held_out) == 2 and held_out["knowledge_version"].notna().all()
     wins = int(held_out["won"].astype(bool).sum())
-    low, high = wilson_bounds(wins, 2)
-    [row] = [line for line in out.splitlines() if "raw" in line and "/2)" in line]
-    assert f"{50 * wins:.1f}% [{100 * low:.1f}, {100 * high:.1f}] ({wins}/2)" in row
+    per_task = held_out.groupby("task_id")["won"].apply(lambda w: w.astype(bool).mean())
+    tasks, score = len(per_task), float(per_task.sum())
+    low, high = wilson_bounds(score, tasks)
+    [row] = [line for line in out.splitlines() if line.startswith("test pass rate")]
+    shown = f"{score:g}" if score.is_integer() else f"{score:.1f}"
+    rate = f"{100 * score / tasks:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+    assert row.endswith(f"{rate} ({shown}/{tasks} tasks; {wins}/2 episodes)")
     assert _ok(*evaluate_raw).splitlines()[-3:] == out.splitlines()[-3:]  # resumed: the same episodes
 
 

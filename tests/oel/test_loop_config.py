@@ -122,6 +122,10 @@ def test_values_reach_the_nested_configs() -> None:
             {"consolidate": {"method": "rl", "env_id": "oel/Nope-v0"}},
             r"\[consolidate\]: env_id: unknown environment 'oel/Nope-v0'",
         ),
+        (
+            {"collect": {"env_kwargs": {"max_steps": 1}}},
+            r"\[collect\]\.env_kwargs: cannot make oel/FrozenLake-v0 with env_kwargs \{'max_steps': 1\}",
+        ),
         ({"run": {"name": "../x"}}, r"\[run\]\.name: run name '\.\./x' cannot name a checkpoint folder"),
         ({"run": {"name": ".."}}, r"\[run\]\.name: run name '\.\.' cannot name"),
         ({"run": {"name": "a/b"}}, r"\[run\]\.name: run name 'a/b' cannot name"),
