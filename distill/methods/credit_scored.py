@@ -59,6 +59,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.batch < 0:
             raise ConsolidationError(f"batch must be >= 0 (0 = every state), got {self.batch}")
+        if self.replay < -1:
+            raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
         if self.avoid < 0 or not 0 < self.gamma <= 1:
             raise ConsolidationError(
                 f"avoid must be >= 0 and gamma in (0, 1], got {self.avoid}, {self.gamma}"

@@ -26,7 +26,7 @@ import torch
 from agent.policy import encode_chat
 from agent.prompts import build_scored_messages
 from distill.candidates import ScoredState, candidate_log_pi, exact_kl
-from distill.data import round_steps, take_batch
+from distill.data import replay_steps, round_steps, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
 
@@ -43,10 +43,14 @@ class Config:
             raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
 
 
-def scored_pool(job: ConsolidationJob, won_only: bool = False) -> list[ScoredState]:
-    """The round's unique scored states (state, candidates) in first-seen order; of won episodes if asked."""
+def scored_pool(job: ConsolidationJob, won_only: bool = False, replay: int = 0) -> list[ScoredState]:
+    """The round's unique scored states (state, candidates) in first-seen order, and those of `replay`
+    earlier rounds (-1: all); of won episodes if asked."""
     cfg = job.config
-    steps = round_steps(job.store, cfg.run, cfg.round, cfg.split)
+    if replay:
+        steps = replay_steps(job.store, cfg.run, cfg.round, cfg.split, replay)
+    else:
+        steps = round_steps(job.store, cfg.run, cfg.round, cfg.split)
     steps = steps[steps["candidates"].notna()]
     if steps.empty:
         raise ConsolidationError(

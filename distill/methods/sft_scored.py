@@ -11,6 +11,11 @@ command under the candidate softmax at the job's T,
    token NLL on the command alone;
 4. one AdamW step (the job shell).
 
+With `replay` the pool also holds the won steps of earlier rounds (ReST's
+and ExpeL's replay): an old win is still a win, but the moves it imitates
+were chosen by an older policy, so they are kept only as long as asked
+(`replay` rounds back; -1 keeps them all). `credit` imitates per step instead.
+
 A round without wins has nothing to imitate: every step is empty (0 states,
 no optimizer update), so the job's checkpoint keeps M_r's weights and the
 loop goes on to the next round instead of stopping on a rare unlucky round.
@@ -35,10 +40,14 @@ class Config:
 
     batch: int = 16
     """Won scored states per step."""
+    replay: int = 0
+    """Earlier rounds whose won steps join this round's: 0 none (the round's own wins), -1 every one."""
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
+        if self.replay < -1:
+            raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
 
 
 class Method(MethodBase):
@@ -48,7 +57,7 @@ class Method(MethodBase):
 
     def prepare(self, job: ConsolidationJob) -> None:
         # ---- 1. the won scored states of the round
-        self.pool = scored_pool(job, won_only=True)
+        self.pool = scored_pool(job, won_only=True, replay=self.config.replay)
 
     def sample(self, job: ConsolidationJob, step: int) -> Batch:
         # ---- 2. a batch of them

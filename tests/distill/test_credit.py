@@ -133,3 +133,44 @@ def test_credit_trains_toward_the_best_known_actions_and_records_the_table(playe
     losses = [m["loss"] for m in result.metrics]
     assert result.metrics[0]["states"] == result.metrics[0]["pool"] == len(pool)
     assert losses[0] == pytest.approx(float(before), rel=1e-4) and losses[-1] < losses[0]
+
+
+def _second_round(url: str, model) -> None:
+    """Round 1 of run 'r': 8 more scored FrozenLake seeds, played like round 0."""
+    from agent.hf_policy import HFPolicy
+    from agent.policy import SamplingParams
+    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+
+    with ExperienceStore.open(url) as store:
+        run_id = store.get_run("r")
+        round_id = store.start_round(run_id, 1)
+        checkpoint = store.checkpoint_for_path(str(model), run_id=run_id)
+        config = RolloutConfig(
+            batch=16, action_mode="scored", sampling=SamplingParams(temperature=3.0, seed=1)
+        )
+        seeds = [s for s in range(8, 16) for _ in range(4)]
+        tags = EpisodeTags(run_id, round_id, checkpoint)
+        run_rollouts(HFPolicy(model, device="cpu"), store, config, tags=tags, seeds=seeds)
+
+
+@pytest.mark.parametrize("method", ["credit", "sft"])
+def test_replay_adds_the_earlier_rounds_experience(tmp_path, tiny_path, method):
+    url = f"sqlite:///{tmp_path}/oel.db"
+    play_round(url, tiny_path, "- EXPERIENCE ITEM: x", action_mode="scored", episodes=8, group_size=4,
+               temperature=3.0)  # fmt: skip
+    _second_round(url, tiny_path)
+    pools = {}
+    with ExperienceStore.open(url) as store:
+        for replay in (0, -1):
+            config = {"run": "r", "round": 1, "method": method, "action_mode": "scored", "replay": replay,
+                      "out": str(tmp_path / f"out{replay}")}  # fmt: skip
+            job = make_job(config, store)
+            job.setup()
+            pools[replay] = {getattr(s, "scored", s).state for s in job.method.pool}
+            job.cleanup()
+        steps = queries.steps(store, run="r")
+    if method == "sft":
+        steps = steps[steps["episode_won"].astype(bool)]
+    by_round = {r: set(steps.loc[steps["round"] == r, "state"]) for r in (0, 1)}
+    assert pools[0] <= by_round[1] and pools[-1] <= by_round[0] | by_round[1]
+    assert pools[-1] & (by_round[0] - by_round[1])  # something only round 0 saw is trained on
