@@ -503,7 +503,8 @@ class ConsolidationJob:
 
     # ------------------------------------------------------------------ validation (distill.validation)
 
-    def _validation_env(self) -> tuple[str, dict]:
+    def validation_env(self) -> tuple[str, dict]:
+        """The environment id and options validation plays (the run's own game in a loop)."""
         cfg = self.config
         own = getattr(self.method_config, "env_id", None)
         env = cfg.eval_env or own
@@ -516,7 +517,7 @@ class ConsolidationJob:
 
     def _validation_settings(self) -> dict[str, Any]:
         """What a validation pass rate depends on besides the weights."""
-        env, kwargs = self._validation_env()
+        env, kwargs = self.validation_env()
         cfg = self.config
         return {"env": env, "env_kwargs": kwargs, "episodes": cfg.eval_episodes,
                 "action_mode": cfg.action_mode, "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
@@ -535,7 +536,7 @@ class ConsolidationJob:
 
     def _validate(self, step: int) -> float:
         """Validation pass rate after `step`; with keep_best, keep the weights when they are the best yet."""
-        env, kwargs = self._validation_env()
+        env, kwargs = self.validation_env()
         known = self._start_rate() if step == 0 else None
         rate = known if known is not None else validation.validate(
             self.store, self.student, self.tokenizer, run_id=self.run_id,

@@ -23,7 +23,12 @@ method trains on exactly that:
 
 What it never uses: the game's rules or a solver. Targets come from what the
 policy itself did and saw; a state whose best action was never tried keeps
-only what is known about it. Candidly, this is supervised learning on the
+only what is known about it. The one exception is for benchmarks, and says
+so: `labels = "solver"` takes the targets from the game's optimal moves
+instead (`envs.grid.solver`, DAgger-style: at the states the policy visited,
+plus along the solver's own play of the same maps on the run's own game).
+That reads the game's internals, so it is the ceiling of what this loss can
+learn in this budget, never the main job's method. Candidly, this is supervised learning on the
 policy's own best known moves (expert iteration at the step level, with
 trajectory stitching through repeated states), not a policy gradient: at
 135M parameters, measured, imitation of clean targets moved the policy where
@@ -34,13 +39,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium
+import pandas as pd
 import torch
 
+from agent.policy import encode_chat
+from agent.prompts import build_scored_messages
 from distill import credit
 from distill.candidates import ScoredState
 from distill.data import replay_steps, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
+from envs.grid.solver import optimal_moves_of_text
+
+LABELS = ("outcomes", "solver")
 
 
 @dataclass
@@ -55,12 +67,17 @@ class Config:
     """Weight of pushing probability off the actions known to lose at once."""
     gamma: float = credit.GAMMA
     """Discount per move when backing known wins up: shorter known wins are preferred."""
+    labels: str = "outcomes"
+    """outcomes (the run's own outcome table) or solver (the game's optimal moves: a ceiling for benchmarks;
+    grid games only)."""
 
     def __post_init__(self) -> None:
         if self.batch < 0:
             raise ConsolidationError(f"batch must be >= 0 (0 = every state), got {self.batch}")
         if self.replay < -1:
             raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
+        if self.labels not in LABELS:
+            raise ConsolidationError(f"labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
         if self.avoid < 0 or not 0 < self.gamma <= 1:
             raise ConsolidationError(
                 f"avoid must be >= 0 and gamma in (0, 1], got {self.avoid}, {self.gamma}"
@@ -89,6 +106,10 @@ class Method(MethodBase):
                 f"run {cfg.run!r} has no scored steps up to round {cfg.round}; "
                 'play with action_mode = "scored"'
             )
+        if self.config.labels == "solver":
+            self.pool = solver_pool(job, steps)
+            self.known_wins = len(self.pool)
+            return
         table = credit.outcome_table(steps, self.config.gamma)
         if "outcomes_version_id" not in job.job:  # once per job, also when it resumes
             job.job["outcomes_version_id"] = job.store.record_outcomes(
@@ -131,3 +152,32 @@ class Method(MethodBase):
             terms.append(term)
         loss = torch.stack(terms).sum() / batch.totals["states"]
         return loss, {"best_hit": hits / batch.totals["states"]}
+
+
+def solver_pool(job: ConsolidationJob, steps: pd.DataFrame) -> list[CreditState]:
+    """The ceiling's training states: the visited states and the solver's own play of the same train maps
+    on the run's own game, each labelled with every optimal move (states where no win fits are left out)."""
+    env_id, env_kwargs = job.validation_env()
+    template = ScoredState.from_step(*steps[["state", "prompt_ids", "candidates"]].iloc[0])
+    states = dict.fromkeys(steps["state"])
+    env = gymnasium.make(env_id, split="train", **env_kwargs)
+    for seed in sorted({int(s) for s in steps["seed"]}):
+        obs, _info = env.reset(seed=seed)
+        while best := optimal_moves_of_text(obs):
+            states.setdefault(obs, None)
+            obs, _r, terminated, truncated, _info = env.step(f"[{best[0]}]")
+            if terminated or truncated:
+                break
+    env.close()
+    pool = []
+    for state in states:
+        best = optimal_moves_of_text(state)
+        if not best:
+            continue
+        prompt = encode_chat(job.tokenizer, build_scored_messages(state, template.commands))
+        scored = ScoredState(
+            state, prompt, template.commands, template.candidate_ids, 0, template.logprobs, 1.0
+        )
+        index = {command: i for i, command in enumerate(template.commands)}
+        pool.append(CreditState(scored, [index[f"[{m}]"] for m in best], []))
+    return pool

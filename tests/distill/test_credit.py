@@ -174,3 +174,20 @@ def test_replay_adds_the_earlier_rounds_experience(tmp_path, tiny_path, method):
     by_round = {r: set(steps.loc[steps["round"] == r, "state"]) for r in (0, 1)}
     assert pools[0] <= by_round[1] and pools[-1] <= by_round[0] | by_round[1]
     assert pools[-1] & (by_round[0] - by_round[1])  # something only round 0 saw is trained on
+
+
+def test_solver_labels_are_every_optimal_move_at_visited_and_solver_states(played, tmp_path):
+    from envs.grid.solver import optimal_moves_of_text
+
+    config = {"run": "r", "round": 0, "method": "credit", "action_mode": "scored", "labels": "solver",
+              "eval_env": "oel/FrozenLake-v0", "out": str(tmp_path / "out")}  # fmt: skip
+    with ExperienceStore.open(played) as store:
+        job = make_job(config, store)
+        job.setup()
+        pool = job.method.pool
+        visited = set(queries.steps(store, run="r", round=0, split="train")["state"])
+        job.cleanup()
+    assert pool and {p.scored.state for p in pool} - visited  # the solver's own states join
+    for p in pool:
+        best = optimal_moves_of_text(p.scored.state)
+        assert sorted(p.scored.commands[i] for i in p.best) == sorted(f"[{m}]" for m in best) and not p.avoid
