@@ -1,42 +1,47 @@
-"""The learning table: what each way of learning does to the embedded model's held-out pass rate.
+"""The learning table: what each way of learning does on maps the policy never trained on.
 
-One run, one store, the same start (SmolLM2-135M-Instruct) and the same
-held-out maps for every row. Rows:
+One run, one store, the same start (SmolLM2-135M-Instruct, scored actions)
+and the same held-out tasks for every row: the 108 test maps of FrozenLake
+4x4 with 3 holes (`oel/FrozenLake-4x4-v0`), which train and val never show.
+Every pass rate is over distinct tasks, with its 95% Wilson interval over
+those tasks (`memory.stats`), and every row that plays also reports step
+accuracy: the share of visited states whose move was optimal.
 
-- floors: a uniform random policy and a random policy over {down, right}
-  (FrozenLake only), computed exactly on the same maps by enumeration;
-- in context, the start model alone: OEL's text protocol; scored actions;
-  scored with the person-written rules (`runs/frozenlake-rules.md`) in
-  context; scored with knowledge it extracted itself from a round of its
-  own scored episodes;
-- training, each an `oel loop` run of `--rounds` rounds from the same start
-  (collection, consolidation, evaluation of M_r+1 every round, deployment):
-  RL (GRPO on the round's groups, RAGEN's filter; with the group baseline,
-  and with the per-state baseline and centred pushes), SFT on the policy's own wins (expert
-  iteration), OPCD of the person-written rules, OPCD+RL; every row trains
-  the top 8 of the 30 layers at lr 2e-5, AdamW carried across rounds; and
-  the quick preset's consolidation: SFT on its own wins, 10 steps at lr 7e-6,
-  deploying the best-validated of M_r and its updates (`keep_best`);
-- a 2:4 sparse-ternary student distilled (scored OPCD) from the best dense
-  model of the training rows, deployed packed.
+Rows, in the order printed:
 
-Columns: pass rate with its 95% Wilson interval and counts, generated
-tokens per episode (scored: the chosen commands' tokens), CPU minutes of the
-row (this process's user+system time, threads included), optimizer updates.
-Below it, every training row's pass rate per round.
+- reference policies, played through the same rollout and store
+  (`agent.reference_policy`): the solver (the ceiling: it reads the grid),
+  the best blind move sequence (chosen on the train maps; it never reads the
+  grid), random over {down, right} and uniform random (their exact expected
+  pass rates, by enumeration, are in the label);
+- the start model, greedy, with and without the neighbour line in the
+  observation (`neighbours`: the four adjacent symbols, meanings untold);
+  OEL's text protocol on request (`--rows text`, ~15 CPU minutes, 0 before);
+- training rows, each an `oel loop` run of `--rounds` rounds from the same
+  start with the quick preset's collection, gate and budget
+  (runs/frozenlake-quick.toml) and one thing changed: step-level credit with
+  replay (the preset), the same without the neighbour line (the ablation),
+  SFT on the policy's own wins with and without replay, GRPO on the rounds'
+  groups (RAGEN's filter), and the ceiling of the same loss and budget:
+  `credit` with the solver's labels at the visited states (DAgger-style),
+  at the loop's budget and at 10x its updates.
 
-    python benchmarks/learning.py                        # FrozenLake, 128 maps, 5 rounds (~1 h)
-    python benchmarks/learning.py --env sokoban --rows scored rl
+Settings were chosen on `val` (the gate's pass rate, and `oel eval --split
+val`); `test` is read here for reporting only. Below the table, each
+training row's test pass rate after every round.
+
+    python benchmarks/learning.py                               # every row (hours on 2 cores)
+    python benchmarks/learning.py --rows reference start credit  # a subset
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import resource
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 # Run as a script, this folder comes first on sys.path and its sibling
@@ -44,10 +49,21 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 ROOT = Path(__file__).resolve().parents[1]
-RULES = ROOT / "runs" / "frozenlake-rules.md"
-ENVS = {"frozenlake": "oel/FrozenLake-v0", "sokoban": "oel/Sokoban-v0", "cooking": "oel/TextWorld-Cooking-v0"}
-TRAINED = ("rl", "rl-state", "sft", "sft-gate", "opcd", "opcd+rl")
-ROWS = ("floors", "text", "scored", "rules", "extracted", *TRAINED, "ternary")
+PRESET = ROOT / "runs" / "frozenlake-quick.toml"
+ENV = "oel/FrozenLake-4x4-v0"
+SEEN = {"neighbours": True}
+TRAINED = ("credit", "credit-plain", "sft-replay", "sft", "grpo", "ceiling", "ceiling-10x")
+ROWS = ("reference", "start", "text", *TRAINED)
+DEFAULT_ROWS = [r for r in ROWS if r != "text"]
+LABELS = {
+    "credit": "step-level credit, replay (the quick preset)",
+    "credit-plain": "step-level credit, replay, no neighbour line (ablation)",
+    "sft-replay": "SFT on own wins, replay",
+    "sft": "SFT on own wins, this round's only",
+    "grpo": "GRPO on the rounds' groups (RAGEN filter)",
+    "ceiling": "ceiling: solver's moves at visited states, same budget",
+    "ceiling-10x": "ceiling: solver's moves at visited states, 10x updates",
+}
 
 
 def cpu_seconds() -> float:
@@ -59,287 +75,162 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def random_floor(env_id: str, seeds: range, moves: list[str]) -> tuple[float, int]:
-    """Expected pass rate of a policy picking uniformly among `moves` at each step, by enumeration."""
-    import gymnasium
-
-    total = 0.0
-    for seed in seeds:
-        env = gymnasium.make(env_id, split="test")
-        env.reset(seed=seed)
-        max_steps = env.unwrapped.max_steps
-        wins = 0
-        for plan in itertools.product(moves, repeat=max_steps):
-            env.reset(seed=seed)
-            for move in plan:
-                _obs, _r, terminated, truncated, info = env.step(move)
-                if terminated or truncated:
-                    wins += bool(info.get("won"))
-                    break
-        total += wins / len(moves) ** max_steps
-    return total / len(seeds), len(seeds)
-
-
-def loop_config(args: argparse.Namespace, name: str, method: str, tmp: Path) -> dict:
-    """The run file of one training row: the quick preset's settings, the method swapped in."""
-    consolidate = {"steps": 1, "lr": 2e-5, "weight_decay": 0.01, "micro_batch": 16, "save_every": 10,
-                   "train_layers": 8, "carry_optimizer": True}  # fmt: skip
-    if method in ("rl", "rl-state", "opcd+rl"):
-        consolidate |= {"method": method.replace("-state", ""), "source": "round", "env_id": args.env_id,
-                        "groups": 16, "keep_top": args.keep_top}  # fmt: skip
-    if method == "rl-state":
-        consolidate |= {"baseline": "state", "center": 1.0}
-    if method in ("sft", "opcd"):
-        consolidate |= {"batch": 16, "steps": args.pool_steps, "temperature": 1.0}
-    if method == "sft-gate":  # runs/frozenlake-quick.toml's consolidation
-        consolidate |= {"method": "sft", "batch": 16, "steps": 10, "lr": 7e-6, "temperature": 1.0,
-                        "eval_every": 5, "eval_episodes": 32, "keep_best": True}  # fmt: skip
-    if method == "opcd+rl":
-        consolidate |= {"temperature": 1.0}
-    return {
-        "run": {"name": name, "env_id": args.env_id, "rounds": args.rounds, "action_mode": "scored",
-                "checkpoints": str(tmp / "checkpoints")},
-        "sampling": {"temperature": 0.0, "max_new_tokens": 64},
-        "collect": {"episodes": 128, "group_size": 8, "batch": 32, "temperature": 2.0},
-        "extract": {"source": "file", "file": str(RULES)} if "opcd" in method else {"source": "none"},
-        "consolidate": {"method": method, **consolidate},
-        "evaluate": {"episodes": args.maps, "batch": 32, "conditions": ["consolidated"]},
-    }  # fmt: skip
+def loop_config(method: str, rounds: int, tmp: Path) -> dict:
+    """The run file of one training row: the quick preset with one thing changed."""
+    data = tomllib.loads(PRESET.read_text())
+    data["run"] |= {"name": f"learn-{method}", "rounds": rounds, "checkpoints": str(tmp / "checkpoints")}
+    data["run"].pop("db", None)
+    data["evaluate"]["conditions"] = ["consolidated"]
+    consolidate = data["consolidate"]
+    if method == "credit-plain":
+        data["run"]["env_kwargs"] = {k: v for k, v in data["run"]["env_kwargs"].items() if k != "neighbours"}
+    if method in ("sft", "sft-replay"):
+        for key in ("avoid", "gamma", "labels"):
+            consolidate.pop(key, None)
+        consolidate |= {"method": "sft", "batch": 32, "replay": -1 if method == "sft-replay" else 0}
+    if method == "grpo":
+        for key in ("avoid", "gamma", "labels", "replay", "batch"):
+            consolidate.pop(key, None)
+        consolidate |= {"method": "rl", "source": "round", "env_id": ENV, "groups": 16, "keep_top": 0.25,
+                        "env_kwargs": data["run"]["env_kwargs"]}  # fmt: skip
+    if method.startswith("ceiling"):
+        consolidate["labels"] = "solver"
+    if method == "ceiling-10x":
+        consolidate["steps"] = 10 * consolidate["steps"]
+    return data
 
 
 def main() -> None:  # noqa: C901 - one table, one straight script
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", default="frozenlake", choices=list(ENVS))
-    parser.add_argument("--maps", type=int, default=128, help="held-out maps per row")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of every training row")
-    parser.add_argument("--keep-top", type=float, default=1.0, help="RAGEN's filter for the RL rows")
     parser.add_argument(
-        "--pool-steps", type=int, default=4, help="steps per round of SFT and OPCD (batch 16)"
+        "--rounds", type=int, default=None, help="rounds per training row (default: the preset's)"
     )
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=ROWS)
     parser.add_argument("--db", help="keep the store here (default: a temporary folder)")
     args = parser.parse_args()
-    args.env_id = ENVS[args.env]
 
     import envs  # noqa: F401
-    from agent.extractor import PolicyTextGenerator, policy_token_counter
+    from agent.backends import make_policy
     from agent.hf_policy import HFPolicy
     from agent.model import default_model_path
     from agent.policy import SamplingParams
-    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
-    from distill.consolidation import consolidate
+    from envs.grid.reference import MOVES, best_blind, max_steps, random_win_rate, split_levels
     from memory import queries
-    from memory.knowledge.authored import add_authored_knowledge, read_items
-    from memory.knowledge.extract import ExtractionConfig, extract_knowledge
-    from memory.stats import format_rate
+    from memory.stats import format_task_rate
     from memory.store import ExperienceStore
     from oel.evaluation import EvalConfig, evaluate
     from oel.loop import OnlineLoop
     from oel.run_config import parse_loop_config
 
+    rounds = args.rounds or tomllib.loads(PRESET.read_text())["run"]["rounds"]
     tmp = Path(tempfile.mkdtemp(prefix="oel-learning-"))
     url = args.db or f"sqlite:///{tmp / 'oel.db'}"
-    start = default_model_path()
-    table: list[tuple[str, str, str, str, str]] = []
+    test_levels = split_levels(ENV, "test", seeds=400)
+    maps = len(test_levels)
+    table: list[tuple[str, ...]] = []
     curves: dict[str, list[str]] = {}
-    maps = range(args.maps)
+
+    def row(label: str, r: dict, cpu: str, updates: str) -> None:
+        rate = format_task_rate(r["task_score"], r["tasks"], r["wins"], r["episodes"], "maps")
+        accuracy = "-" if r.get("step_accuracy") is None else f"{r['step_accuracy']:.2f}"
+        tokens = "-" if r.get("tokens_per_episode") is None else f"{r['tokens_per_episode']:.1f}"
+        table.append((label, rate, accuracy, tokens, cpu, updates))
+
     with ExperienceStore.open(url) as store:
         bench = store.ensure_run("bench")
-        start_id = store.checkpoint_for_path(str(start), run_id=bench)
-        policy = HFPolicy(start, device="cpu")
 
-        def held_out(
-            label: str,
-            mode: str,
-            temperature: float,
-            knowledge: int | None = None,
-            *,
-            run_id: int = bench,
-            checkpoint: int = start_id,
-            model=None,
-            updates: str = "0",
-            cpu0: float | None = None,
-        ) -> None:
-            cpu0 = cpu_seconds() if cpu0 is None else cpu0
-            progress(f"{label}: {args.maps} held-out maps")
-            config = EvalConfig(
-                env_id=args.env_id,
-                episodes=args.maps,
-                batch=32,
-                action_mode=mode,
-                sampling=SamplingParams(temperature=temperature, max_new_tokens=64, seed=0),
-            )
-            r = evaluate(
-                lambda: model or policy,
-                store,
-                config,
-                run_id=run_id,
-                checkpoint_id=checkpoint,
-                knowledge_version_id=knowledge,
-            )
-            tokens = "-" if r["tokens_per_episode"] is None else f"{r['tokens_per_episode']:.1f}"
-            table.append(
-                (
-                    label,
-                    format_rate(r["wins"], r["episodes"]),
-                    tokens,
-                    f"{(cpu_seconds() - cpu0) / 60:.1f}",
-                    updates,
-                )
-            )
-
-        if "floors" in args.rows and args.env == "frozenlake":
-            progress("floors: exact random-policy pass rates")
-            for label, moves in (
-                ("uniform random (floor)", ["[up]", "[down]", "[left]", "[right]"]),
-                ("random over {down, right} (floor)", ["[down]", "[right]"]),
-            ):
-                rate, n = random_floor(args.env_id, maps, moves)
-                table.append((label, f"{100 * rate:.1f}% (expected, {n} maps)", "-", "-", "-"))
-        if "text" in args.rows:
-            held_out("text mode, none (OEL protocol, T=0.7)", "text", 0.7)
-        if "scored" in args.rows:
-            held_out("scored mode, none (greedy)", "scored", 0.0)
-        rules_id = None
-        if {"rules", "opcd", "opcd+rl", "ternary"} & set(args.rows):
-            rules_id, _text, _new = add_authored_knowledge(
-                store, bench, read_items(RULES), author="benchmark", count_tokens=policy_token_counter(policy)
-            )
-        if "rules" in args.rows:
-            held_out("scored + person-written rules in context (greedy)", "scored", 0.0, rules_id)
-        if "extracted" in args.rows:
+        def held_out(label: str, policy, spec: str, mode: str, temperature: float, env_kwargs: dict) -> None:
             cpu0 = cpu_seconds()
-            progress("extracted: a round of 32 scored episodes, then the policy extracts knowledge")
-            # a run of its own, so the extraction accumulates with nothing (not with the rules above)
-            own = store.ensure_run("bench-extracted")
-            own_start = store.checkpoint_for_path(str(start), run_id=own)
-            round_id = store.start_round(own, 0)
-            rollout = RolloutConfig(
-                env_id=args.env_id,
-                batch=32,
-                action_mode="scored",
-                sampling=SamplingParams(temperature=1.0, seed=0),
-            )
-            played = run_rollouts(
-                policy, store, rollout, seeds=range(32), tags=EpisodeTags(own, round_id, own_start)
-            )
-            result = extract_knowledge(
-                store,
-                PolicyTextGenerator(policy, SamplingParams(seed=0)),
-                [e.episode_id for e in played.episodes],
-                run_id=own,
-                round_id=round_id,
-                extractor_checkpoint_id=own_start,
-                count_tokens=policy_token_counter(policy),
-                config=ExtractionConfig(max_new_tokens=64),
-            )
-            progress(f"extracted: {result.n_items} items, {result.n_tokens} tokens: {result.text[:200]!r}")
-            held_out(
-                f"scored + own extracted knowledge ({result.n_items} items, greedy)",
-                "scored",
-                0.0,
-                result.version_id,
-                run_id=own,
-                checkpoint=own_start,
-                cpu0=cpu0,
-            )
+            progress(f"{label}: {maps} held-out maps")
+            sampling = SamplingParams(temperature=temperature, max_new_tokens=64, seed=0)
+            config = EvalConfig(env_id=ENV, env_kwargs=env_kwargs, episodes=maps, batch=36, action_mode=mode,
+                                sampling=sampling)  # fmt: skip
+            checkpoint = store.checkpoint_for_path(spec, run_id=bench)
+            r = evaluate(lambda: policy, store, config, run_id=bench, checkpoint_id=checkpoint)
+            row(label, r, f"{(cpu_seconds() - cpu0) / 60:.1f}", "0")
 
-        best: tuple[float, str, int, str] | None = None
+        if "reference" in args.rows:
+            steps = max_steps(ENV)
+            sequence, train_wins = best_blind(split_levels(ENV, "train", seeds=400), steps)
+            n_train = len(split_levels(ENV, "train", seeds=400))
+            progress(f"best blind sequence on the {n_train} train maps: {sequence} ({train_wins} wins)")
+            held_out(
+                "solver (ceiling; reads the grid)",
+                make_policy("reference", "solver"),
+                "solver",
+                "text",
+                0.0,
+                SEEN,
+            )
+            blind = make_policy("reference", "blind:" + ",".join(sequence))
+            label = f"best blind sequence {' '.join(sequence)} (chosen on train)"
+            held_out(label, blind, "blind", "text", 0.0, SEEN)
+            for moves, name in (
+                (["down", "right"], "random over {down, right}"),
+                (list(MOVES), "uniform random"),
+            ):
+                exact = sum(random_win_rate(level, moves, steps) for level in test_levels) / maps
+                spec = "random:" + ",".join(moves)
+                label = f"{name} (exact: {100 * exact:.1f}%), one sampled play"
+                held_out(label, make_policy("reference", spec), spec, "text", 1.0, SEEN)
+        start = default_model_path()
+        if {"start", "text"} & set(args.rows):
+            policy = HFPolicy(start, device="cpu")
+            if "start" in args.rows:
+                held_out(
+                    "start model, scored, greedy, neighbour line", policy, str(start), "scored", 0.0, SEEN
+                )
+                plain = store.ensure_run("bench-plain")
+                cpu0 = cpu_seconds()
+                config = EvalConfig(env_id=ENV, episodes=maps, batch=36, action_mode="scored",
+                                    sampling=SamplingParams(temperature=0.0))  # fmt: skip
+                r = evaluate(lambda: policy, store, config, run_id=plain,
+                             checkpoint_id=store.checkpoint_for_path(str(start), run_id=plain))  # fmt: skip
+                row("start model, scored, greedy, plain grid", r, f"{(cpu_seconds() - cpu0) / 60:.1f}", "0")
+            if "text" in args.rows:
+                held_out("start model, text (OEL's protocol), T=0.7", policy, str(start), "text", 0.7, SEEN)
+            del policy
+
         for method in [m for m in TRAINED if m in args.rows]:
             cpu0 = cpu_seconds()
-            name = f"learn-{method}"
-            progress(f"{method}: {args.rounds} rounds of the loop")
-            loop = OnlineLoop(parse_loop_config(loop_config(args, name, method, tmp), name), store)
+            progress(f"{method}: {rounds} rounds of the loop")
+            loop = OnlineLoop(parse_loop_config(loop_config(method, rounds, tmp), f"learn-{method}"), store)
             summaries = loop.run()
-            curve = [s.results["evaluate"]["conditions"]["consolidated"] for s in summaries]
-            curves[method] = [format_rate(c["wins"], c["episodes"]) for c in curve]
-            last = curve[-1]
+            results = [s.results["evaluate"]["conditions"]["consolidated"] for s in summaries]
+            curves[method] = [
+                format_task_rate(c["task_score"], c["tasks"], c["wins"], c["episodes"], "maps")
+                for c in results
+            ]
             steps = queries.loss_curves(store, loop.run_id)
             updates = int(sum((m or {}).get("updates", 1) for m in steps["metrics"]))
-            tokens = "-" if last["tokens_per_episode"] is None else f"{last['tokens_per_episode']:.1f}"
-            label = {
-                "rl": "RL (GRPO, filtered groups)",
-                "rl-state": "RL (GRPO, per-state baseline, centred pushes)",
-                "sft": "SFT on own won episodes (expert iteration)",
-                "sft-gate": "SFT on own wins, validation-gated (the quick preset)",
-                "opcd": "OPCD of the person-written rules",
-                "opcd+rl": "OPCD+RL (rules)",
-            }[method]
-            table.append(
-                (
-                    f"{label}, {args.rounds} rounds",
-                    format_rate(last["wins"], last["episodes"]),
-                    tokens,
-                    f"{(cpu_seconds() - cpu0) / 60:.1f}",
-                    str(updates),
-                )
-            )
-            if best is None or last["pass_rate"] > best[0]:
-                best = (last["pass_rate"], name, last["checkpoint_id"], method)
+            row(f"{LABELS[method]}, {rounds} rounds", results[-1], f"{(cpu_seconds() - cpu0) / 60:.1f}",
+                str(updates))  # fmt: skip
             loop._policy = None  # free the deployed model before the next row
-
-        if "ternary" in args.rows and best is not None:
-            cpu0 = cpu_seconds()
-            _rate, name, checkpoint, method = best
-            path = store.checkpoint_path(checkpoint)
-            progress(f"ternary: a 2:4 student of {name}'s last model ({path}), scored OPCD against it")
-            run_id = store.get_run(name)
-            add_authored_knowledge(store, run_id, read_items(RULES), author="benchmark")
-            result = consolidate(
-                {
-                    "run": name,
-                    "round": args.rounds - 1,
-                    "method": "opcd",
-                    "action_mode": "scored",
-                    "model": path,
-                    "teacher": path,
-                    "student": "ternary",
-                    "pattern": "2:4",
-                    "steps": 12,
-                    "batch": 16,
-                    "lr": 3e-5,
-                    "temperature": 1.0,
-                    "save_every": 12,
-                    "out": str(tmp / "ternary"),
-                },
-                store,
-                on_step=lambda m: progress(f"  step {m['step']}: KL {m['kl']:.4f}"),
-            )
-            student = HFPolicy(result.out, device="cpu")
-            bits = store.checkpoint_info(result.checkpoint_id)["bits_per_weight"]
-            held_out(
-                f"2:4 ternary student of the best ({method}), {bits:.2f} bits/weight, greedy",
-                "scored",
-                0.0,
-                run_id=run_id,
-                checkpoint=result.checkpoint_id,
-                model=student,
-                updates="12",
-                cpu0=cpu0,
-            )
 
     from rich.console import Console
     from rich.table import Table
 
     out = Table(
-        title=f"Learning on held-out {args.env_id} ({args.maps} maps, the same for every row), SmolLM2-135M"
+        title=f"Learning on the {maps} held-out maps of {ENV} (never trained on; the same for every row), "
+        "SmolLM2-135M, greedy unless said; 95% intervals over distinct maps"
     )
-    for column in ("method", "pass rate [95% CI] (wins/n)", "tokens/ep", "CPU min", "updates"):
+    for column in ("method", "test pass rate [95% CI] (maps; episodes)", "step acc", "tokens/ep", "CPU min",
+                   "updates"):  # fmt: skip
         out.add_column(column, justify="right" if column != "method" else "left")
-    for row in table:
-        out.add_row(*row)
-    console = Console(width=200)
+    for cells in table:
+        out.add_row(*cells)
+    console = Console(width=220)
     console.print(out)
     if curves:
-        rounds = Table(title="pass rate of M_r+1 after each round (the same held-out maps)")
-        rounds.add_column("method")
-        for r in range(args.rounds):
-            rounds.add_column(f"round {r}", justify="right")
+        per_round = Table(title="test pass rate after each round (the same held-out maps)")
+        per_round.add_column("method")
+        for r in range(rounds):
+            per_round.add_column(f"round {r}", justify="right")
         for method, values in curves.items():
-            rounds.add_row(method, *values)
-        console.print(rounds)
+            per_round.add_row(method, *values)
+        console.print(per_round)
     print(f"store: {url}")
 
 

@@ -71,7 +71,8 @@ def policies(tiny_path):
 
 def test_the_policys_scores_through_the_cache_equal_its_plain_scores(policies):
     plain, trunk = policies
-    conversations = [[{"role": "user", "content": f"Board {i}: P . H\n. . G\nWhere to?"}] for i in (0, 1, 2, 1)]
+    boards = [f"Board {i}: P . H\n. . G\nWhere to?" for i in (0, 1, 2, 1)]
+    conversations = [[{"role": "user", "content": board}] for board in boards]
     commands = [["[up]", "[down]", "[left]", "[right]"]] * 4
     first = trunk.score(conversations, commands)
     again = trunk.score(conversations[:2], commands[:2])
