@@ -25,6 +25,12 @@ Why it is shaped so:
 - A model being trained is served through `from_model`; the cache notices
   any in-place weight update (parameters' version counters) and forgets
   everything, so an RL step never reuses keys of older weights.
+- With `trunk_layers = k` (a run that trains only the top k blocks), `score`
+  goes through `agent.trunk_cache`: the frozen blocks' output of every state
+  is kept, so a state scored before costs only the top k blocks, and the
+  learner finds the states it trains on already computed. Scores are the
+  same up to float rounding; `prompt_computed` then counts the tokens run
+  through the frozen blocks.
 - SmolLM2 pads with its EOS token; each row is cut after its first EOS.
 """
 
@@ -50,6 +56,7 @@ from agent.policy import (
     eos_token_ids,
 )
 from agent.prefix_cache import BLOCK, PrefixCache
+from agent.trunk_cache import TrunkCache
 
 DEFAULT_PREFIX_CACHE_MB = 1024
 """KV kept for reuse, in MiB (SmolLM2-135M in fp32: 46 KB per token, so about 23k tokens)."""
@@ -90,6 +97,7 @@ class HFPolicy:
         device: str | None = None,
         dtype: str | None = None,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        trunk_layers: int | None = None,
     ) -> None:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         default_dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
@@ -98,6 +106,7 @@ class HFPolicy:
         self.model, self.tokenizer = load_model(self.path, dtype=self.dtype, device=self.device)
         self.name = f"hf:{self.path.name}"
         self.prefix_cache = PrefixCache(prefix_cache_mb * 2**20)
+        self.trunk_layers = trunk_layers
         self._setup()
 
     @classmethod
@@ -107,6 +116,7 @@ class HFPolicy:
         tokenizer: Any,
         name: str = "hf:in-memory",
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        trunk_layers: int | None = None,
     ) -> HFPolicy:
         """Serve an already loaded model without reloading it, e.g. a student being trained.
 
@@ -118,6 +128,7 @@ class HFPolicy:
         policy.device, policy.dtype = str(first.device), first.dtype
         policy.path, policy.model, policy.tokenizer, policy.name = None, model, tokenizer, name
         policy.prefix_cache = PrefixCache(prefix_cache_mb * 2**20)
+        policy.trunk_layers = trunk_layers
         policy._setup()
         return policy
 
@@ -133,6 +144,21 @@ class HFPolicy:
         )  # padded caches are exact for full attention only
         self._reuse = full_attention and self.prefix_cache.max_bytes > 0
         self._weights_seen = self._weights_version()
+        self._trunk: TrunkCache | None = None
+        self._trunk_seen: tuple[int, ...] = ()
+
+    def _trunk_cache(self) -> TrunkCache:
+        """The trunk cache of the current frozen blocks (a new one when they changed in place)."""
+        n_blocks = len(self.model.base_model.layers)
+        frozen = [
+            p
+            for block in self.model.base_model.layers[: n_blocks - self.trunk_layers]
+            for p in block.parameters()
+        ]
+        seen = tuple(p._version for p in (*self.model.base_model.embed_tokens.parameters(), *frozen))
+        if self._trunk is None or seen != self._trunk_seen:
+            self._trunk, self._trunk_seen = TrunkCache(self.model, self.trunk_layers, self.pad_id), seen
+        return self._trunk
 
     def _weights_version(self) -> tuple[int, ...]:
         return tuple(p._version for p in self.model.parameters())
@@ -298,14 +324,21 @@ class HFPolicy:
         start = time.perf_counter()
         prompts = [encode_chat(self.tokenizer, c) for c in conversations]
         branches = [[self.candidate_ids(c) for c in cands] for cands in candidates]
-        forward, where, computed = self._forward(prompts, branches)
-        per_row = branch_logprobs(self.model, forward)
+        if self.trunk_layers:
+            trunk = self._trunk_cache()
+            filled = trunk.filled_tokens
+            logprobs = trunk.token_logprobs(prompts, branches)
+            computed = [trunk.filled_tokens - filled] + [0] * (len(prompts) - 1)
+        else:
+            forward, where, computed = self._forward(prompts, branches)
+            per_row = branch_logprobs(self.model, forward)
+            logprobs = [[lp.tolist() for lp in per_row[where[i]]] for i in range(len(prompts))]
         latency = time.perf_counter() - start
         return [
             ScoredPrompt(
                 prompt_ids=prompt,
                 candidate_ids=branches[i],
-                token_logprobs=[lp.tolist() for lp in per_row[where[i]]],
+                token_logprobs=logprobs[i],
                 prompt_computed=computed[i],
                 latency_s=latency,
             )  # fmt: skip

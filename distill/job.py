@@ -58,6 +58,7 @@ from agent.hf_policy import HFPolicy
 from agent.model import load_model, resolve_model_path
 from agent.policy import Completion, SamplingParams, encode_chat
 from agent.prompts import build_messages
+from agent.trunk_cache import TrunkCache
 from distill import checkpointing as ckpt
 from distill import validation
 from distill.candidates import ScoredState, candidate_log_pi
@@ -66,7 +67,6 @@ from distill.errors import ConsolidationError
 from distill.losses import DEFAULT_CHUNK
 from distill.students import FORMS, SCALES, load_student, save_final, train_top_layers
 from distill.ternary.config import PATTERNS
-from distill.trunk_cache import TrunkCache
 from memory.store import ExperienceStore
 
 JOB_LAYOUT = 2
@@ -129,7 +129,7 @@ class JobConfig:
     """Train only the last N transformer blocks (and the final norm); None: every weight."""
     trunk_cache: bool = True
     """Scored methods with train_layers (dense student): compute the frozen blocks once per state and run
-    only the trained top blocks each step (exact; distill.trunk_cache)."""
+    only the trained top blocks each step (exact; agent.trunk_cache)."""
     device: str | None = None
     """torch device; None: cuda if available, else cpu."""
     eval_every: int = 0
@@ -543,6 +543,7 @@ class ConsolidationJob:
             consolidation_id=self.job["consolidation_id"], step=step, env_id=env, env_kwargs=kwargs,
             episodes=self.config.eval_episodes, action_mode=self.config.action_mode,
             max_new_tokens=self.config.max_new_tokens,
+            trunk_layers=self.config.train_layers if self.trunk is not None else None,
         )  # fmt: skip
         record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
         record["settings"] = self._validation_settings()

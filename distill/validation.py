@@ -46,8 +46,10 @@ def policy_name(consolidation_id: int, step: int) -> str:
 def validate(
     store: ExperienceStore, model: Any, tokenizer: Any, *, run_id: int, consolidation_id: int, step: int,
     env_id: str, env_kwargs: dict, episodes: int, action_mode: str, max_new_tokens: int,
+    trunk_layers: int | None = None,
 ) -> float:  # fmt: skip
-    """Greedy pass rate of `model` on the validation tasks after `step` (played now, or found stored)."""
+    """Greedy pass rate of `model` on the validation tasks after `step` (played now, or found stored);
+    with `trunk_layers`, scored through the trunk cache (the same tasks are validated at every gate)."""
     name = policy_name(consolidation_id, step)
     seeds = list(range(episodes))
     stored = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
@@ -59,7 +61,7 @@ def validate(
             env_id=env_id, split=VALIDATION_SPLIT, batch=min(32, len(missing)), env_kwargs=dict(env_kwargs),
             sampling=SamplingParams(temperature=0, max_new_tokens=max_new_tokens), action_mode=action_mode,
         )  # fmt: skip
-        policy = HFPolicy.from_model(model, tokenizer, name=name)
+        policy = HFPolicy.from_model(model, tokenizer, name=name, trunk_layers=trunk_layers)
         run_rollouts(policy, store, rollout, tags=EpisodeTags(run_id=run_id), seeds=missing)
     played = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
     played = played[played["seed"].isin(seeds)].drop_duplicates("seed")

@@ -188,7 +188,7 @@ class OnlineLoop:
     def _policy_for(self, path: str) -> Policy:
         """The deployed-side policy on checkpoint `path`, loaded once and reloaded in place on change."""
         if self._policy is None:
-            self._policy = make_policy(self.config.run.backend, path, **self.config.run.policy_options())
+            self._policy = make_policy(self.config.run.backend, path, **self.config.policy_options())
         elif self._policy_path != path:
             self._policy.reload(path)
         self._policy_path = path

@@ -173,6 +173,18 @@ class LoopConfig:
     watch: WatchSettings = field(default_factory=WatchSettings)
     ray: RaySettings = field(default_factory=RaySettings)
 
+    def policy_options(self) -> dict[str, Any]:
+        """The loop's own policy's options: the backend's, and for an hf policy playing scored actions in a
+        run that trains only the top blocks, `trunk_layers` (the frozen blocks' output of every state is
+        then computed once for the whole run, `agent.trunk_cache`)."""
+        options = self.run.policy_options()
+        layers = self.consolidate.get("train_layers")
+        dense = self.consolidate.get("student", "dense") == "dense"
+        trunk = self.consolidate.get("trunk_cache", True) and dense
+        if self.run.backend == "hf" and self.run.action_mode == "scored" and layers and trunk:
+            options["trunk_layers"] = int(layers)
+        return options
+
     def consolidate_values(
         self, round_index: int, model: str, knowledge: int | None, out: str
     ) -> dict[str, Any]:

@@ -1,9 +1,8 @@
-"""The outcome table (step-level credit from repeated states), the trunk cache, and the credit method.
+"""The outcome table (step-level credit from repeated states) and the credit method.
 
 The table is checked on hand-made episodes whose values are worked out in
-the comments (gamma 0.9). The trunk cache must equal the full forward of
-`distill.candidates` in values and in the gradients of the trained blocks.
-The method runs end to end on scored FrozenLake played by the tiny model.
+the comments (gamma 0.9). The method runs end to end on scored FrozenLake
+played by the tiny model.
 """
 
 from __future__ import annotations
@@ -12,13 +11,9 @@ import pandas as pd
 import pytest
 import torch
 from round_helpers import play_round
-from tiny_models import tiny_llama
 
 from distill import credit
-from distill.candidates import ScoredState, candidate_log_pi
 from distill.consolidation import consolidate, make_job
-from distill.students import train_top_layers
-from distill.trunk_cache import TrunkCache, scored_row, shared_prefix
 from memory import queries
 from memory.store import ExperienceStore
 
@@ -56,51 +51,6 @@ def test_values_back_up_through_repeated_states_and_stitch_episodes():
 def test_ties_keep_every_shortest_win():
     table = credit.outcome_table(_steps([([("S", "down")], "won"), ([("S", "right")], "won")]))
     assert sorted(table["S"].best()) == ["down", "right"]
-
-
-def _states(n: int, k: int = 4) -> list[ScoredState]:
-    g = torch.Generator().manual_seed(0)
-    out = []
-    for i in range(n):
-        prompt = torch.randint(5, 90, (7 + i,), generator=g).tolist()
-        cands = [[3, 10 + j, 4, 2] for j in range(k)]  # a shared first token, like "[" before every move
-        out.append(ScoredState(f"s{i}", prompt, [f"c{j}" for j in range(k)], cands, 0, [0.0] * k, 1.0))
-    return out
-
-
-def test_shared_first_tokens_move_into_the_trunk():
-    assert shared_prefix([[3, 10, 4], [3, 11, 4]]) == 1
-    assert shared_prefix([[3, 10], [3, 10, 4]]) == 1  # every candidate keeps a token of its own
-    assert shared_prefix([[3, 10]]) == 0
-    row = scored_row([1, 2], [[3, 10, 4], [3, 11, 4]])
-    assert row.trunk == [1, 2, 3] and row.branches == [[10, 4], [11, 4]]
-
-
-def test_the_trunk_cache_equals_the_full_forward_in_values_and_gradients():
-    states = _states(5)
-    temps = [1.0, 0.5, 2.0, 1.0, 1.0]
-    full, cached = tiny_llama(num_hidden_layers=4), tiny_llama(num_hidden_layers=4)
-    grads = []
-    for model in (full, cached):
-        train_top_layers(model, 2)
-        if model is full:
-            prompts, candidates = [s.prompt_ids for s in states], [s.candidate_ids for s in states]
-            log_pi = candidate_log_pi(model, prompts, candidates, temps, 0)
-        else:
-            cache = TrunkCache(model, 2, 0, chunk=2)
-            log_pi = cache.log_pi(states, temps)
-            assert (cache.misses, cache.hits) == (5, 0)
-        loss = sum(lp[i % 4] for i, lp in enumerate(log_pi))
-        loss.backward()
-        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
-        if model is full:
-            reference = [lp.detach() for lp in log_pi]
-    for a, b in zip(reference, log_pi, strict=True):
-        assert torch.allclose(a, b.detach(), atol=1e-4)
-    for a, b in zip(*grads, strict=True):
-        assert torch.allclose(a, b, atol=1e-4)
-    cache.log_pi(states[:3], temps[:3])
-    assert cache.hits == 3  # the second pass reads the cache
 
 
 @pytest.fixture(scope="module")
