@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from agent import knowledge_cli
@@ -18,6 +20,16 @@ RAY_HELP = (
 )
 WORKERS_HELP = "Ray rollout workers (with --ray)."
 ENV_KWARGS_HELP = "Environment options as a JSON object, e.g. '{\"neighbours\": true}' (see `oel envs list`)."
+
+
+def table_console() -> Any:
+    """A rich Console for result tables: the terminal's width, or 160 columns when the output goes to a
+    file or a pipe (rich's default of 80 there wraps every cell of a round's table)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def env_options(text: str) -> dict:

@@ -22,6 +22,7 @@ from agent.cli import (
     RAY_HELP,
     WORKERS_HELP,
     env_options,
+    table_console,
 )
 
 MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
@@ -61,7 +62,6 @@ def evaluate_command(
     """Play the held-out split under one condition; print the pass rate over distinct tasks, step accuracy
     (grid games) and tokens per episode."""
     import gymnasium
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -81,7 +81,7 @@ def evaluate_command(
     from memory.store import ExperienceStore
     from oel.evaluation import EvalConfig, evaluate
 
-    console = Console()
+    console = table_console()
     with errors_as_lines():
         if env not in gymnasium.registry:
             known = ", ".join(spec.env_id for spec in envs.ENVIRONMENTS)

@@ -52,10 +52,14 @@ def summary_table(summary: Any) -> Any:
     collect, extract, cons = res.get("collect", {}), res.get("extract", {}), res.get("consolidate", {})
     phases = ("collect", "extract", "consolidate", "evaluate")
     times = ", ".join(f"{p} {_fmt(summary.seconds(p), '{:.0f}s')}" for p in phases)
+    version = extract.get("knowledge_version_id")
+    knowledge = (
+        "no knowledge extracted" if version is None
+        else f"knowledge v{version}: {extract.get('items')} items, {extract.get('tokens')} tokens"
+    )  # fmt: skip
     table.caption = (
         f"train: {collect.get('episodes')} episodes, pass {_fmt(collect.get('pass_rate'))} | "
-        f"knowledge v{extract.get('knowledge_version_id')}: {extract.get('items')} items, "
-        f"{extract.get('tokens')} tokens | {cons.get('method')}: "
+        f"{knowledge} | {cons.get('method')}: "
         f"checkpoint {collect.get('checkpoint_id')} -> {cons.get('checkpoint_id')}, "
         f"last loss {_fmt(cons.get('last_loss'), '{:.4f}')}\n{times}"
     )
@@ -159,8 +163,7 @@ def loop(
     Every phase is recorded in the store; run the same command again after an
     interruption (even kill -9) and it resumes after the last completed phase.
     """
-    from rich.console import Console
-
+    from agent.cli import table_console
     from agent.model import ModelLoadError
     from agent.policy import PolicyError
     from agent.ray_pool import PolicySpec, RayError, RolloutPool
@@ -173,7 +176,7 @@ def loop(
     from oel.run_config import LoopConfigError, load_loop_config
 
     signal.signal(signal.SIGTERM, _interrupt)
-    console = Console()
+    console = table_console()
     ui = RichLoopUI(console)
     try:
         run_config = load_loop_config(config)
