@@ -22,9 +22,10 @@ Rows, in the order printed:
   (runs/frozenlake-quick.toml) and one thing changed: step-level credit with
   replay (the preset), the same without the neighbour line (the ablation),
   SFT on the policy's own wins with and without replay, GRPO on the rounds'
-  groups (RAGEN's filter), and the ceiling of the same loss and budget:
-  `credit` with the solver's labels at the visited states (DAgger-style),
-  at the loop's budget and at 10x its updates.
+  groups (RAGEN's filter), GRPO with step-level advantages from the outcome
+  table (Q(s, a) minus its state's mean, over every round), and the ceiling
+  of the same loss and budget: `credit` with the solver's labels at the
+  visited states (DAgger-style), at the loop's budget and at 10x its updates.
 
 Settings were chosen on `val` (the gate's pass rate, and `oel eval --split
 val`); `test` is read here for reporting only. Below the table, each
@@ -52,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "runs" / "frozenlake-quick.toml"
 ENV = "oel/FrozenLake-4x4-v0"
 SEEN = {"neighbours": True}
-TRAINED = ("credit", "credit-plain", "sft-replay", "sft", "grpo", "ceiling", "ceiling-10x")
+TRAINED = ("credit", "credit-plain", "sft-replay", "sft", "grpo", "grpo-credit", "ceiling", "ceiling-10x")
 ROWS = ("reference", "start", "text", *TRAINED)
 DEFAULT_ROWS = [r for r in ROWS if r != "text"]
 LABELS = {
@@ -61,6 +62,7 @@ LABELS = {
     "sft-replay": "SFT on own wins, replay",
     "sft": "SFT on own wins, this round's only",
     "grpo": "GRPO on the rounds' groups (RAGEN filter)",
+    "grpo-credit": "GRPO, step-level advantages from the outcome table",
     "ceiling": "ceiling: solver's moves at visited states, same budget",
     "ceiling-10x": "ceiling: solver's moves at visited states, 10x updates",
 }
@@ -88,11 +90,13 @@ def loop_config(method: str, rounds: int, tmp: Path) -> dict:
         for key in ("avoid", "gamma", "labels"):
             consolidate.pop(key, None)
         consolidate |= {"method": "sft", "batch": 32, "replay": -1 if method == "sft-replay" else 0}
-    if method == "grpo":
+    if method in ("grpo", "grpo-credit"):
         for key in ("avoid", "gamma", "labels", "replay", "batch"):
             consolidate.pop(key, None)
         consolidate |= {"method": "rl", "source": "round", "env_id": ENV, "groups": 16, "keep_top": 0.25,
                         "env_kwargs": data["run"]["env_kwargs"]}  # fmt: skip
+    if method == "grpo-credit":  # every group trains under step-level credit: 8 of them per step
+        consolidate |= {"baseline": "outcomes", "groups": 8, "keep_top": 1.0}
     if method.startswith("ceiling"):
         consolidate["labels"] = "solver"
     if method == "ceiling-10x":

@@ -36,6 +36,13 @@ episodes share a seed, so their states coincide wherever their paths do.
 It was added because, with the group baseline, one update on FrozenLake
 shifted every state towards the same move (measured: the greedy policy
 flipped between all-down and all-right across rounds).
+With `baseline = "outcomes"` (scored mode) the comparison spans the run's
+whole experience instead of one group: A(s, a) = Q(s, a) - the mean of Q(s, .)
+over the actions ever tried in s, from the outcome table of `distill.credit`
+(GiGPO's step-level advantage, with anchor states gathered over every
+round). A group whose rewards are all equal still trains there, since a
+move known to fall in a hole is bad whatever its episode's reward; a state
+where one action was tried, or that the table does not know, gets no push.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import torch
 
 from agent.hf_policy import HFPolicy
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+from distill.credit import StateOutcomes
 from distill.data import batch_indices
 from distill.errors import ConsolidationError
 from distill.rl_losses import group_advantages
@@ -57,7 +65,7 @@ from memory.store import ExperienceStore
 RL_SEED_BASE = 1_000_000
 """RL task seeds are RL_SEED_BASE * (1 + seed) + i: far above the loop's train seeds (0, 1, 2, ...)."""
 SOURCES = ("rollouts", "round")
-BASELINES = ("group", "state")
+BASELINES = ("group", "state", "outcomes")
 
 
 def policy_name(consolidation_id: int, step: int) -> str:
@@ -226,14 +234,20 @@ def batch_facts(groups: list[list[PlayedEpisode]], selection: Selection) -> dict
 
 
 def turn_advantages(
-    groups: list[list[PlayedEpisode]], selection: Selection, baseline: str, eps: float = 1e-6
-) -> list[list[float]]:
-    """Per episode (groups flattened in order), each turn's advantage under `baseline` (see the docstring)."""
+    groups: list[list[PlayedEpisode]], selection: Selection, baseline: str, eps: float = 1e-6,
+    outcomes: dict[str, StateOutcomes] | None = None,
+) -> list[list[float]]:  # fmt: skip
+    """Per episode (groups flattened in order), each turn's advantage under `baseline` (see the docstring);
+    `outcomes` is the run's outcome table, which the outcomes baseline needs."""
     if baseline not in BASELINES:
         raise ConsolidationError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     flat = [e for group in groups for e in group]
     if baseline == "group":
         return [[selection.advantages[i]] * len(e.turns) for i, e in enumerate(flat)]
+    if baseline == "outcomes":
+        if outcomes is None:
+            raise ConsolidationError("the outcomes baseline needs the run's outcome table (scored mode)")
+        return [[outcome_advantage(outcomes, turn) for turn in e.turns] for e in flat]
     out: list[list[float]] = []
     for group in groups:
         rewards = torch.tensor([e.reward for e in group], dtype=torch.float64)
@@ -252,3 +266,15 @@ def turn_advantages(
                 row.append((episode.reward - sum(group[j].reward for j in seen) / len(seen)) / (std + eps))
             out.append(row)
     return out
+
+
+def outcome_advantage(outcomes: dict[str, StateOutcomes], turn: Turn) -> float:
+    """Q(s, a) of the turn's scored action minus the mean Q of the actions tried in s; 0 when unknown."""
+    known = outcomes.get(turn.state)
+    if turn.candidates is None or known is None:
+        return 0.0
+    action = turn.candidates["commands"][int(turn.candidates["chosen"])]
+    if action not in known.actions:
+        return 0.0
+    values = [o.q for o in known.actions.values()]
+    return known.actions[action].q - sum(values) / len(values)

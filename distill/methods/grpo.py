@@ -69,7 +69,8 @@ class Config:
     keep_top: float = 1.0
     """Of the informative groups, the fraction with the largest reward spread that trains (RAGEN: 0.25)."""
     baseline: str = "group"
-    """group (GRPO: an action gets its episode's advantage) or state (vs the episodes reaching its state)."""
+    """group (GRPO: an action gets its episode's advantage), state (vs the group's episodes reaching its
+    state) or outcomes (scored: Q(s, a) minus the mean Q of s over the run's every round; distill.groups)."""
     objective: str = "grpo"
     """grpo (clipped token ratio, token-level mean) or gmpo (geometric mean of token ratios)."""
     clip_low: float | None = None
@@ -251,6 +252,8 @@ class Method(MethodBase):
         super().__init__(job_config, config)
         if config.center > 0 and job_config.action_mode != "scored":
             raise ConsolidationError("center needs the scored action mode (it centres pushes on candidates)")
+        if config.baseline == "outcomes" and job_config.action_mode != "scored":
+            raise ConsolidationError("the outcomes baseline needs the scored action mode")
         self.updates = config.updates
         self.pool: list | None = None
 

@@ -13,6 +13,10 @@ tokens. The steps, as in `distill.methods.grpo`:
    `keep_top` fraction with the largest spread trains (RAGEN's filter);
    with `baseline = "state"` each action is compared only with the group's
    episodes that reached its state (`distill.groups.turn_advantages`);
+   with `baseline = "outcomes"`, step-level credit: each action's advantage
+   is its Q(s, a) minus the mean Q of its state in the outcome table of the
+   run's every round (`distill.credit`, built once per job), and every
+   group trains, the equal-reward ones included;
 3. rows: every scored step of the kept episodes, with the candidates'
    token ids and log pi_old as sampled (text steps of a fallback are skipped
    and counted);
@@ -45,8 +49,10 @@ from dataclasses import dataclass
 
 import torch
 
+from distill import credit
 from distill import groups as grouping
 from distill.candidates import ScoredState, candidate_log_pi, exact_kl
+from distill.data import replay_steps
 from distill.job import Batch, ConsolidationJob
 from distill.methods import grpo
 from distill.rl_losses import gmpo_loss, grpo_token_loss
@@ -71,18 +77,21 @@ class ActionRow:
 
 
 def action_batch(groups: list[list[grouping.PlayedEpisode]], selection: grouping.Selection, baseline: str,
-                 all_episodes: bool, info: dict) -> Batch:  # fmt: skip
+                 all_episodes: bool, info: dict,
+                 outcomes: dict[str, credit.StateOutcomes] | None = None) -> Batch:  # fmt: skip
     """Rows for every scored step of the kept episodes (of all when `all_episodes`), one unit each episode.
 
-    Under the state baseline a step with advantage 0 has nothing for the RL
-    term; it is left out unless `all_episodes` wants it for another term.
+    Under the state and outcomes baselines a step with advantage 0 has nothing
+    for the RL term; it is left out unless `all_episodes` wants it for another
+    term. The outcomes baseline keeps every episode (its credit is not the group's).
     """
     flat = [e for group in groups for e in group]
-    advantages = grouping.turn_advantages(groups, selection, baseline)
+    advantages = grouping.turn_advantages(groups, selection, baseline, outcomes=outcomes)
     rows, units, text_steps = [], [], 0
     for index, episode in enumerate(flat):
+        kept = selection.kept[index] or baseline == "outcomes"
         for turn, adv in zip(episode.turns, advantages[index], strict=True):
-            rl = selection.kept[index] and (baseline == "group" or adv != 0)
+            rl = kept and (baseline == "group" or adv != 0)
             if not (rl or all_episodes):
                 continue
             if turn.candidates is None:
@@ -169,12 +178,22 @@ def student_log_pi(job: ConsolidationJob, rows: list[ActionRow]) -> list[torch.T
 class Method(grpo.Method):
     """GRPO / GMPO in the scored action mode; see the module docstring."""
 
+    outcomes: dict[str, credit.StateOutcomes] | None = None
+
+    def prepare(self, job: ConsolidationJob) -> None:
+        super().prepare(job)
+        if self.config.baseline == "outcomes":
+            cfg = job.config
+            steps = replay_steps(job.store, cfg.run, cfg.round, cfg.split, replay=-1)
+            self.outcomes = credit.outcome_table(steps[steps["candidates"].notna()])
+
     def sample(self, job: ConsolidationJob, step: int) -> Batch:
         # ---- 1. G scored episodes per task (or the round's groups); 2. advantages, filter
         groups, info = grpo.sample_groups(job, self.config, step, self.pool)
         selection = grouping.select(groups, self.config.keep_top)
         # ---- 3. every scored step of the kept episodes (their pushes centred over the batch, if asked)
-        batch = action_batch(groups, selection, self.config.baseline, all_episodes=False, info=info)
+        batch = action_batch(groups, selection, self.config.baseline, all_episodes=False, info=info,
+                             outcomes=self.outcomes)  # fmt: skip
         if self.config.center > 0:
             center_pushes(batch.rows, self.config.center)
         return batch

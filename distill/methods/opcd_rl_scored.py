@@ -38,7 +38,9 @@ class Method(grpo_scored.Method):
         # ---- 1. RL's groups and advantages; 2. rows for every episode's scored steps
         groups, info = grpo.sample_groups(job, self.config, step, self.pool)
         selection = grouping.select(groups, self.config.keep_top)
-        batch = grpo_scored.action_batch(groups, selection, self.config.baseline, True, info=info)
+        batch = grpo_scored.action_batch(
+            groups, selection, self.config.baseline, True, info=info, outcomes=self.outcomes
+        )
         if self.config.center > 0:
             grpo_scored.center_pushes(batch.rows, self.config.center)
         return batch
