@@ -488,7 +488,7 @@ class ConsolidationJob:
             for step in range(self.start_step + 1, cfg.steps + 1):
                 row = self.train_step(step)
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                    row["val_pass_rate"] = self._validate(step)
+                    row["val_pass_rate"], row["val_step_acc"] = self._validate(step)
                 self.pending.append(row)
                 metrics.append(row)
                 if on_step is not None:
@@ -522,9 +522,10 @@ class ConsolidationJob:
         return {"env": env, "env_kwargs": kwargs, "episodes": cfg.eval_episodes,
                 "action_mode": cfg.action_mode, "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
 
-    def _start_rate(self) -> float | None:
-        """The start's validation pass rate when the job that made the start validated exactly these weights
-        on the same tasks (a loop's round starts from the weights the last round kept), else None."""
+    def _start_rate(self) -> tuple[float, float | None] | None:
+        """The start's validation pass rate and step accuracy when the job that made the start validated
+        exactly these weights on the same tasks (a loop's round starts from the weights the last round
+        kept), else None."""
         parent = self.job["parent_checkpoint_id"]
         if parent is None or self.config.student != "dense":
             return None
@@ -532,13 +533,14 @@ class ConsolidationJob:
         done = meta.get("validation") or {}
         if done.get("kept_step") is None or done.get("settings") != self._validation_settings():
             return None
-        return float(done["best_rate"])
+        return float(done["best_rate"]), done.get("best_accuracy")
 
-    def _validate(self, step: int) -> float:
-        """Validation pass rate after `step`; with keep_best, keep the weights when they are the best yet."""
+    def _validate(self, step: int) -> tuple[float, float | None]:
+        """Validation pass rate and step accuracy after `step`; with keep_best, keep the weights when they
+        are the best yet (the pass rate first, then the step accuracy: `distill.validation.better`)."""
         env, kwargs = self.validation_env()
         known = self._start_rate() if step == 0 else None
-        rate = known if known is not None else validation.validate(
+        rate, accuracy = known if known is not None else validation.validate(
             self.store, self.student, self.tokenizer, run_id=self.run_id,
             consolidation_id=self.job["consolidation_id"], step=step, env_id=env, env_kwargs=kwargs,
             episodes=self.config.eval_episodes, action_mode=self.config.action_mode,
@@ -548,11 +550,14 @@ class ConsolidationJob:
         record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
         record["settings"] = self._validation_settings()
         record["history"] = [h for h in record["history"] if h[0] != step] + [[step, rate]]
-        if self.config.keep_best and rate >= record["best_rate"]:  # a tie goes to the later weights
+        record["accuracy"] = {**record.get("accuracy", {}), str(step): accuracy}
+        if self.config.keep_best and validation.better(
+            rate, accuracy, record["best_rate"], record.get("best_accuracy")
+        ):
             validation.save_best(self.student, self.out)
-            record["best_step"], record["best_rate"] = step, rate
+            record["best_step"], record["best_rate"], record["best_accuracy"] = step, rate, accuracy
         ckpt.write_job(self.out, self.job)
-        return rate
+        return rate, accuracy
 
     # ------------------------------------------------------------------ saving
 

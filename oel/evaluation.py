@@ -40,7 +40,7 @@ from agent.cli_errors import CommandError
 from agent.policy import Policy, SamplingParams
 from agent.ray_pool import OnEpisode, Player
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
-from envs.grid.solver import step_optimal
+from envs.grid.solver import count_optimal
 from memory import queries
 from memory.stats import wilson_interval
 from memory.store import ExperienceStore
@@ -109,11 +109,7 @@ def condition_figures(df: pd.DataFrame, per_seed: bool = True) -> dict[str, Any]
 def step_accuracy(store: ExperienceStore, episode_ids: list[int]) -> tuple[int, int] | None:
     """(optimal moves, states that have one) over the steps of these episodes; None if no grid game."""
     steps = queries.step_actions(store, episode_ids)
-    judged = [
-        step_optimal(state, action) for state, action in zip(steps["state"], steps["action"], strict=True)
-    ]
-    counted = [j for j in judged if j is not None]
-    return (sum(counted), len(counted)) if counted else None
+    return count_optimal(steps["state"], steps["action"])
 
 
 def _played_as(sampling: Any, config: EvalConfig) -> bool:

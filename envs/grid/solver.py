@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from envs.grid.frozenlake import FrozenLakeLevel
@@ -155,3 +155,11 @@ def step_optimal(state_text: str, action: str) -> bool | None:
     if not best:
         return None
     return parse_move(action) in best
+
+
+def count_optimal(states: Iterable[str], actions: Iterable[str]) -> tuple[int, int] | None:
+    """(optimal moves, states that have one) over paired states and actions; None if no state has one
+    (not a grid game): the step accuracy of evaluation and of the validation gate."""
+    judged = [step_optimal(s, a) for s, a in zip(states, actions, strict=True)]
+    counted = [j for j in judged if j is not None]
+    return (sum(counted), len(counted)) if counted else None

@@ -151,7 +151,7 @@ def test_fresh_scored_groups_have_an_importance_ratio_of_one(store, tmp_path):
 
 
 @pytest.mark.parametrize(("source", "baseline"), [("rollouts", "group"), ("round", "group"),
-                                                  ("rollouts", "state")])  # fmt: skip
+                                                  ("rollouts", "state"), ("round", "outcomes")])  # fmt: skip
 def test_filtered_grpo_in_scored_mode_raises_the_pass_rate(store, tmp_path, tiny_path, source, baseline):
     config = _config(tmp_path / f"{source}-{baseline}", method="rl", env_id="oeltest/Colour-v0",
                      source=source, groups=4, group_size=4, keep_top=0.5, steps=4, lr=1e-3,
@@ -249,25 +249,32 @@ def test_eval_every_logs_validation_and_keep_best_deploys_the_best_weights(store
         make_job(_config(tmp_path / "x", method="rl", keep_best=True), store)
 
 
-@pytest.mark.parametrize("rates", [[0.0, 0.5, 1.0, 0.5], [0.5, 0.0, 0.0, 0.25], [0.25, 0.75, 0.75, 0.5]])
-def test_keep_best_deploys_the_best_validated_weights_not_the_last(store, tmp_path, monkeypatch, rates):
-    """Validation is scripted (best: step 2; the start; a tie of steps 1 and 2), so the weights are known."""
+@pytest.mark.parametrize(("rates", "accuracies"), [
+    ([0.0, 0.5, 1.0, 0.5], [None] * 4),  # best: step 2
+    ([0.5, 0.0, 0.0, 0.25], [None] * 4),  # the start
+    ([0.25, 0.75, 0.75, 0.5], [None] * 4),  # a tie of steps 1 and 2 goes to the later
+    ([0.0, 0.0, 0.0, 0.0], [0.55, 0.7, 0.4, 0.13]),  # every rate 0: the step accuracy decides (step 1)
+    ([0.0, 0.25, 0.25, 0.0], [0.9, 0.6, 0.5, 0.95]),  # the rate first (step 1 over 2 by accuracy)
+])  # fmt: skip
+def test_keep_best_deploys_the_best_validated_weights_not_the_last(store, tmp_path, monkeypatch, rates,
+                                                                    accuracies):  # fmt: skip
+    """Validation is scripted, so which weights must be deployed is known."""
     from safetensors.torch import load_file
 
     from distill import validation
 
     seen: dict[int, dict[str, torch.Tensor]] = {}
 
-    def scripted(store, model, tokenizer, *, step, **_kw) -> float:
+    def scripted(store, model, tokenizer, *, step, **_kw) -> tuple[float, float | None]:
         seen[step] = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        return rates[step]
+        return rates[step], accuracies[step]
 
     monkeypatch.setattr(validation, "validate", scripted)
     out = tmp_path / "best"
     config = _config(out, method="rl", env_id="oeltest/Colour-v0", source="rollouts", groups=2, group_size=4,
                      steps=3, lr=1e-3, eval_every=1, eval_episodes=4, keep_best=True)  # fmt: skip
     result = consolidate(config, store)
-    best = max(range(4), key=lambda step: (rates[step], step))  # a tie goes to the later weights
+    best = max(range(4), key=lambda step: (rates[step], accuracies[step] or 0, step))  # ties: the later
     assert sorted(seen) == [0, 1, 2, 3] and best != 3
     meta = store.checkpoint_info(result.checkpoint_id)["meta"]["validation"]
     assert (meta["best_step"], meta["best_rate"]) == (best, rates[best])
@@ -288,7 +295,7 @@ def test_a_round_starting_from_validated_weights_does_not_validate_them_again(st
     played: list[int] = []
     real = validation.validate
 
-    def counting(*args, step, **kw) -> float:
+    def counting(*args, step, **kw) -> tuple[float, float | None]:
         played.append(step)
         return real(*args, step=step, **kw)
 
