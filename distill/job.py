@@ -135,7 +135,7 @@ class JobConfig:
     eval_every: int = 0
     """Play the student greedily on validation tasks before training and every this many steps; 0: off."""
     eval_episodes: int = 32
-    """Validation tasks per evaluation (train-split seeds reserved for it, never the held-out maps)."""
+    """Validation tasks per evaluation: the first N seeds of the val split (never trained or tested on)."""
     eval_env: str | None = None
     """Validation environment; None: the method's env_id, else the round's environment."""
     eval_env_kwargs: dict[str, Any] | None = None

@@ -125,7 +125,7 @@ class Pages:
             name=name,
             rounds=_records(rows) if not rows.empty else [],
             versions=versions,
-            chart=self._pass_chart(rows, "held-out pass rate per round (95% intervals)")
+            chart=self._pass_chart(rows, "held-out pass rate per round (95% intervals over distinct tasks)")
             if not rows.empty
             else "",
             conditions=CONDITIONS,

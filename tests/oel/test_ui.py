@@ -32,7 +32,8 @@ def test_every_page_renders_from_the_real_run(client) -> None:
     assert home.status_code == 200 and "<svg" in home.text and "/runs/ui" in home.text
     run = client.get("/runs/ui")
     assert run.status_code == 200 and "held-out pass rate per round" in run.text
-    assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] \(\d+\)", run.text), "pass rates come with intervals"
+    rate = r"\d+\.\d% \[\d+\.\d, \d+\.\d\] \([\d.]+/\d+ tasks; \d+/\d+ episodes\)"
+    assert re.search(rate, run.text), "pass rates come with intervals, distinct tasks beside the episodes"
     episodes = client.get("/episodes?run=ui&split=train&sort=return&order=asc")
     assert episodes.status_code == 200 and "9 episodes" in episodes.text
     scored = next(link for link in _links(episodes.text) if re.fullmatch(r"/episodes/\d+", link))
