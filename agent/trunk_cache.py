@@ -44,7 +44,8 @@ import torch
 from agent.kv_forward import Forward, KVBlock, Row, branch_logprobs, row_layout
 
 MAX_CACHED_BYTES = 3 * 2**30
-"""Upper bound on the cached trunk outputs of one process (least recently used go first)."""
+"""Upper bound on the cached outputs of one frozen trunk (one weights fingerprint); least recently used go
+first."""
 MIN_SHARED = 8
 """Shortest common prefix worth computing once for a batch."""
 _STORES: dict[str, OrderedDict[tuple, torch.Tensor]] = {}

@@ -550,7 +550,6 @@ class ConsolidationJob:
         record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
         record["settings"] = self._validation_settings()
         record["history"] = [h for h in record["history"] if h[0] != step] + [[step, rate]]
-        record["accuracy"] = {**record.get("accuracy", {}), str(step): accuracy}
         if self.config.keep_best and validation.better(
             rate, accuracy, record["best_rate"], record.get("best_accuracy")
         ):

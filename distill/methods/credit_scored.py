@@ -28,11 +28,12 @@ so: `labels = "solver"` takes the targets from the game's optimal moves
 instead (`envs.grid.solver`, DAgger-style: at the states the policy visited,
 plus along the solver's own play of the same maps on the run's own game).
 That reads the game's internals, so it is the ceiling of what this loss can
-learn in this budget, never the main job's method. Candidly, this is supervised learning on the
-policy's own best known moves (expert iteration at the step level, with
-trajectory stitching through repeated states), not a policy gradient: at
-135M parameters, measured, imitation of clean targets moved the policy where
-GRPO's noisy episode-level signal did not.
+learn in this budget, never the main job's method. Candidly, this is
+supervised learning on the policy's own best known moves (expert iteration
+at the step level, with trajectory stitching through repeated states), not
+a policy gradient: at 135M parameters, measured, imitation of clean targets
+moved the policy where GRPO's noisy episode-level signal did not (the
+policy-gradient form of the same credit is `rl --baseline outcomes`).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def solver_pool(job: ConsolidationJob, steps: pd.DataFrame) -> list[CreditState]
             if terminated or truncated:
                 break
     env.close()
+    index = {command: i for i, command in enumerate(template.commands)}
     pool = []
     for state in states:
         best = optimal_moves_of_text(state)
@@ -178,6 +180,5 @@ def solver_pool(job: ConsolidationJob, steps: pd.DataFrame) -> list[CreditState]
         scored = ScoredState(
             state, prompt, template.commands, template.candidate_ids, 0, template.logprobs, 1.0
         )
-        index = {command: i for i, command in enumerate(template.commands)}
         pool.append(CreditState(scored, [index[f"[{m}]"] for m in best], []))
     return pool
