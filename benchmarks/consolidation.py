@@ -36,11 +36,6 @@ import argparse
 import random
 import sys
 import time
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path and its sibling
-# benchmarks/envs.py would shadow the `envs` package; drop the folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 ROWS = {
     "full-8": (False, 8, 1.0),

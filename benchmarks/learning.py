@@ -45,10 +45,6 @@ import time
 import tomllib
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and its sibling
-# benchmarks/envs.py would shadow the `envs` package; drop the folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "runs" / "frozenlake-quick.toml"
 ENV = "oel/FrozenLake-4x4-v0"

@@ -32,11 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path and its sibling
-# benchmarks/envs.py would shadow the `envs` package; drop the folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 ENVS = {
     "frozenlake": ("oel/FrozenLake-v0", {}),

@@ -27,48 +27,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and its sibling
-# benchmarks/envs.py would shadow the `envs` package; drop the folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-
-from agent.model import resolve_model_path  # noqa: E402
-from agent.policy import SamplingParams  # noqa: E402
-from agent.ray_pool import PolicySpec, RaySettings, RolloutPool  # noqa: E402
-from agent.rollout import EpisodeTags, RolloutConfig  # noqa: E402
-from memory import queries  # noqa: E402
-from memory.records import StepRecord  # noqa: E402
-from memory.store import ExperienceStore  # noqa: E402
+from agent.model import resolve_model_path
+from agent.policy import SamplingParams
+from agent.ray_pool import PolicySpec, RaySettings, RolloutPool
+from agent.rollout import EpisodeTags, RolloutConfig
+from memory import queries
+from memory.records import StepRecord
+from memory.store import ExperienceStore
 
 ENV = "oel/FrozenLake-v0"
 OBJECT_STORE = 100 << 20
-
-
-def fresh_schema(base_url: str) -> tuple[str, str]:
-    """(a URL whose search_path is a new schema, the schema's name)."""
-    schema = f"oel_scale_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(base_url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    sep = "&" if "?" in base_url else "?"
-    return f"{base_url}{sep}options=-csearch_path%3D{schema}", schema
-
-
-def drop_schema(base_url: str, schema: str) -> None:
-    engine = create_engine(base_url)
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def rollout(batch: int) -> RolloutConfig:
@@ -153,22 +128,11 @@ def folder_mb(path: str) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="HF folder (default: embedded SmolLM2-135M)")
-    parser.add_argument("--episodes", type=int, default=32, help="timed episodes per worker count")
-    parser.add_argument("--batch", type=int, default=8, help="environments per worker call")
-    parser.add_argument("--write-episodes", type=int, default=640, help="synthetic episodes per writer")
-    parser.add_argument(
-        "--pg", default=os.environ.get("OEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    )
-    args = parser.parse_args()
-
+def measure(url: str, model: str, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every figure, as (measure, value) rows, on a local Ray cluster and the store at `url`."""
     import ray
     from ray.cluster_utils import Cluster
 
-    model = str(resolve_model_path(args.model))
-    url, schema = fresh_schema(args.pg)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "object_store_memory": OBJECT_STORE, "include_dashboard": False,
     })  # fmt: skip
@@ -197,7 +161,22 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
-        drop_schema(args.pg, schema)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="HF folder (default: embedded SmolLM2-135M)")
+    parser.add_argument("--episodes", type=int, default=32, help="timed episodes per worker count")
+    parser.add_argument("--batch", type=int, default=8, help="environments per worker call")
+    parser.add_argument("--write-episodes", type=int, default=640, help="synthetic episodes per writer")
+    parser.add_argument(
+        "--pg", default=os.environ.get("OEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    )
+    args = parser.parse_args()
+    model = str(resolve_model_path(args.model))
+    with ExperienceStore.scratch_schema(args.pg, prefix="oel_scale") as url:
+        rows = measure(url, model, args)
     table = Table(title=f"Ray workers and one PostgreSQL store ({Path(model).name}, {os.cpu_count()} CPUs)")
     table.add_column("measure")
     table.add_column("value", justify="right")

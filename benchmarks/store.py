@@ -5,8 +5,9 @@ For each backend, in one run:
    rollout's batch of 32 finished 20-step episodes per transaction) with
    realistic and with compact steps, and through `write_episode` (one
    episode per transaction);
-2. steps/s through naive ORM inserts: one `Step` object per row, added and
-   flushed one at a time (one INSERT per row), committed per episode;
+2. steps/s through naive ORM inserts (`memory.orm_baseline`): one `Step`
+   object per row, added and flushed one at a time (one INSERT per row),
+   committed per episode;
 3. latency of `success_rate(by=("round",))` over about 1,000,000 steps in
    50,000 episodes (built with the fast path; median of 10 after a warm-up).
 
@@ -30,18 +31,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from memory import queries
-from memory.codec import encode_ids, encode_logprobs
-from memory.models import Episode, Step
+from memory.orm_baseline import write_episodes_orm
 from memory.records import StepRecord
 from memory.store import ExperienceStore, StoreError
 
@@ -117,31 +114,7 @@ def naive_rate(store: ExperienceStore, n_steps: int) -> float:
     steps = realistic_steps(STEPS_PER_EPISODE, 0)
     n_episodes = max(1, n_steps // STEPS_PER_EPISODE)
     start = time.perf_counter()
-    with Session(store.engine) as session:
-        for k in range(n_episodes):
-            episode = Episode(**{k_: v for k_, v in header(k).items() if v is not None}, status="running")
-            session.add(episode)
-            session.flush()
-            for s in steps:
-                session.add(
-                    Step(
-                        episode_id=episode.id,
-                        idx=s.index,
-                        state=s.state,
-                        prompt=s.prompt,
-                        completion_text=s.completion_text,
-                        action=s.action,
-                        observation=s.observation,
-                        reward=s.reward,
-                        prompt_ids=encode_ids(s.prompt_ids),
-                        completion_ids=encode_ids(s.completion_ids),
-                        logprobs=encode_logprobs(s.logprobs),
-                        latency_s=s.latency_s,
-                    )  # fmt: skip
-                )
-                session.flush()
-            episode.status = "complete"
-            session.commit()
+    write_episodes_orm(store, ((header(k), steps) for k in range(n_episodes)))
     return n_episodes * STEPS_PER_EPISODE / (time.perf_counter() - start)
 
 
@@ -178,20 +151,6 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite:///{Path(tmp) / 'bench.db'}"
 
 
-@contextmanager
-def postgres_url(base: str) -> Iterator[str]:
-    schema = f"oel_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def bench(backend: str, args: argparse.Namespace, console: Console) -> dict[str, float]:
     """All figures for one backend; the write paths and the query each get a fresh database."""
     row: dict[str, float] = {}
@@ -209,16 +168,17 @@ def bench(backend: str, args: argparse.Namespace, console: Console) -> dict[str,
         console.log(f"{backend}: building {args.query_episodes * STEPS_PER_EPISODE:,} steps for the query")
         row["build_s"] = build_query_table(store, args.query_episodes)
         if store.dialect == "postgresql":  # fresh statistics, as autovacuum would give a long-lived table
-            with store.engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+            store.analyze()
         row["episodes"] = int(queries.success_rate(store, by=()).loc[0, "episodes"])
         row["steps"] = int(store.read_only_sql("SELECT count(*) FROM steps").iloc[0, 0])
         row["query_ms"] = median_ms(lambda: queries.success_rate(store, by=("round",)))
     return row
 
 
-def _url(backend: str, args: argparse.Namespace):
-    return sqlite_url() if backend == "sqlite" else postgres_url(args.pg_url)
+def _url(backend: str, args: argparse.Namespace) -> AbstractContextManager[str]:
+    if backend == "sqlite":
+        return sqlite_url()
+    return ExperienceStore.scratch_schema(args.pg_url, prefix="oel_bench")
 
 
 ROWS = [
@@ -251,10 +211,7 @@ def main() -> None:
     for backend in backends:
         try:
             results[backend] = bench(backend, args, console)
-        except (
-            StoreError,
-            OperationalError,
-        ) as exc:  # a down server must not hide the other backend's figures
+        except StoreError as exc:  # a down server must not hide the other backend's figures
             results[backend] = f"skipped: {str(exc).splitlines()[0]}"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     table = Table(title=f"experience store ({os.cpu_count()} cores, load average at the end {load})")

@@ -22,22 +22,16 @@ dense fp32 (and bf16) timed in the same run on the same machine.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and its sibling
-# benchmarks/envs.py would shadow the `envs` package; drop the folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from distill.ternary import TernaryConfig, convert, limit_bits, pack_model, pack_weight  # noqa: E402
-from distill.ternary.kernel import BLOCK, kernel_layout, load_kernel, simd_path  # noqa: E402
-from distill.ternary.packed_linear import PackedBitLinear  # noqa: E402
-from distill.ternary.quant import quantize_weight  # noqa: E402
+from distill.ternary import TernaryConfig, convert, limit_bits, pack_model, pack_weight
+from distill.ternary.kernel import BLOCK, kernel_layout, load_kernel, simd_path
+from distill.ternary.packed_linear import PackedBitLinear
+from distill.ternary.quant import quantize_weight
 
 HIDDEN, INTERMEDIATE, KV = 576, 1536, 192
 MATVEC_SHAPES = [(HIDDEN, HIDDEN), (HIDDEN, KV), (HIDDEN, INTERMEDIATE), (INTERMEDIATE, HIDDEN)]

@@ -1,555 +1,76 @@
-"""The store's read API: analysis queries that return pandas DataFrames.
+"""The store's read API, in one import: `from memory import queries`, then `queries.steps(store, ...)`.
 
-Every function takes an `ExperienceStore` and builds one SQLAlchemy Core
-SELECT, so the same code runs on SQLite and PostgreSQL and user values are
-always bound parameters. Aggregates over episodes read only the `episodes`
-table (its rows carry return, won, n_steps and n_tokens), which is why
-success-rate-by-round stays fast with millions of steps.
+Every read takes an `ExperienceStore` and builds SQLAlchemy Core SELECTs, so
+the same code runs on SQLite and PostgreSQL and user values are always bound
+parameters; most return pandas DataFrames. The reads live by aggregate, like
+the writes (docs/architecture.md, "The store"):
 
-Incomplete episodes (status `running`: still being played, or left by a
-crashed writer) are left out unless `include_incomplete=True`.
+- `memory.episode_reads`: success rates, episodes, steps, transcripts, seed counts;
+- `memory.run_reads`: runs and their checkpoint lineage;
+- `memory.round_reads`: a run's rounds;
+- `memory.knowledge_reads`: knowledge items, versions, growth, and who used a version;
+- `memory.consolidation_reads`: consolidation jobs and their loss curves.
 
-Filters shared by the functions: `run` (a run id or name), `round` (a round
-index), `env` (env id), `split`, `checkpoint` (checkpoint id),
-`knowledge_version` (knowledge version id), `policy`.
+This module re-exports all of them, so callers never need to know which
+aggregate a read belongs to, and holds the one read that belongs to none:
+`table`, any whole table for export.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import pandas as pd
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import select
 
-from memory.codec import decode_ids, decode_logprobs
-from memory.errors import StoreError
-from memory.models import (
-    Base,
-    Checkpoint,
-    Consolidation,
-    ConsolidationStep,
-    Episode,
-    KnowledgeItem,
-    KnowledgeItemSource,
-    KnowledgeVersion,
-    KnowledgeVersionItem,
-    Round,
-    Run,
-    Step,
+from memory.consolidation_reads import consolidations, loss_curves
+from memory.episode_reads import (
+    GROUP_KEYS,
+    PAGE_SORTS,
+    episode,
+    episode_page,
+    episodes,
+    seed_counts,
+    step_actions,
+    steps,
+    success_rate,
+    transcript,
 )
-from memory.stats import wilson_interval
+from memory.errors import StoreError
+from memory.frames import decode_blobs, frame
+from memory.knowledge_reads import (
+    item_sources,
+    knowledge_growth,
+    knowledge_items,
+    knowledge_versions,
+    version_usage,
+)
+from memory.models import Base
+from memory.round_reads import rounds
+from memory.run_reads import lineage, runs
 from memory.store import ExperienceStore
 
-GROUP_KEYS = {
-    "run": Episode.run_id,
-    "round": Episode.round_id,
-    "env": Episode.env_id,
-    "split": Episode.split,
-    "checkpoint": Episode.checkpoint_id,
-    "knowledge_version": Episode.knowledge_version_id,
-    "policy": Episode.policy,
-    "action_mode": Episode.action_mode,
-}
-"""What `success_rate(by=...)` can group on and filters can select, as episode columns.
-
-`run` and `round` are shown (and filtered) as the run's name and the round's
-index, but grouped on the ids, which the covering index on episodes holds.
-"""
-
-_BLOB_DECODERS = {"prompt_ids": decode_ids, "completion_ids": decode_ids, "logprobs": decode_logprobs}
-
-
-def _frame(store: ExperienceStore, stmt: Select) -> pd.DataFrame:
-    """Run a SELECT and return its rows as a DataFrame (columns kept even when empty)."""
-    with store.reading() as conn:
-        result = conn.execute(stmt)
-        return pd.DataFrame(result.all(), columns=list(result.keys()))
-
-
-def _decode_blobs(df: pd.DataFrame) -> pd.DataFrame:
-    """Turn packed token-id and log-prob columns into Python lists (None stays None)."""
-    for column, decode in _BLOB_DECODERS.items():
-        if column in df.columns:
-            df[column] = [decode(blob) for blob in df[column]]
-    return df
-
-
-def _with_joins(stmt: Select) -> Select:
-    """Join rounds and runs onto an episodes SELECT, for the round index and run name."""
-    return stmt.outerjoin(Round, Round.id == Episode.round_id).outerjoin(Run, Run.id == Episode.run_id)
-
-
-def _filtered(stmt: Select, include_incomplete: bool, filters: dict[str, Any]) -> Select:
-    """Apply the shared filters (see module docstring) as conditions on episode columns only.
-
-    Run names and round indices become `IN (SELECT id ...)` over the tiny runs
-    and rounds tables, so no join is needed to filter. None means no filter.
-    """
-    if not include_incomplete:
-        stmt = stmt.where(Episode.status == "complete")
-    unknown = set(filters) - set(GROUP_KEYS)
-    if unknown:
-        raise StoreError(f"unknown filter(s) {sorted(unknown)}; filters are {sorted(GROUP_KEYS)}")
-    for key, value in filters.items():
-        if value is None:
-            continue
-        if key == "run" and isinstance(value, str):
-            stmt = stmt.where(Episode.run_id.in_(select(Run.id).where(Run.name == value)))
-        elif key == "round":
-            stmt = stmt.where(Episode.round_id.in_(select(Round.id).where(Round.idx == value)))
-        else:
-            stmt = stmt.where(GROUP_KEYS[key] == value)
-    return stmt
-
-
-def success_rate(
-    store: ExperienceStore,
-    by: Sequence[str] = ("round",),
-    include_incomplete: bool = False,
-    **filters: Any,
-) -> pd.DataFrame:
-    """Episodes, success rate, mean return, steps and tokens per episode, grouped by `by`.
-
-    `by` names any of GROUP_KEYS (round, env, split, checkpoint,
-    knowledge_version, run, policy); an empty `by` gives one overall row.
-    `ci_low`/`ci_high` are the 95% Wilson interval of the success rate.
-    `tokens_per_episode` averages generated tokens over episodes whose
-    backend reported them.
-
-    Shape, for speed: an inner query sums per group of episode columns only
-    (round_id, not the round index), which SQLite answers from the covering
-    index on (status, round_id, won, total_return, n_steps, n_tokens) without
-    touching a table row; an outer query then maps ids to run names and round
-    indices (rounds of different runs with the same index merge) and re-sums.
-    Ratios are taken in pandas, so no backend does integer division.
-    """
-    unknown = [key for key in by if key not in GROUP_KEYS]
-    if unknown:
-        raise StoreError(f"cannot group by {unknown}; choose from {sorted(GROUP_KEYS)}")
-    inner_keys = [GROUP_KEYS[key].label(key) for key in by]
-    inner = _filtered(
-        select(
-            *inner_keys,
-            func.count().label("n"),
-            func.sum(case((Episode.won, 1), else_=0)).label("wins"),
-            func.sum(Episode.total_return).label("ret"),
-            func.count(Episode.total_return).label("n_ret"),
-            func.sum(Episode.n_steps).label("steps"),
-            func.sum(Episode.n_tokens).label("tokens"),
-            func.count(Episode.n_tokens).label("n_tokens"),
-        ),
-        include_incomplete,
-        filters,
-    )
-    if inner_keys:
-        inner = inner.group_by(*inner_keys)
-    agg = inner.subquery()
-    outer_keys = []
-    source = agg
-    for key in by:
-        if key == "round":
-            source = source.outerjoin(Round, Round.id == agg.c.round)
-            outer_keys.append(Round.idx.label("round"))
-        elif key == "run":
-            source = source.outerjoin(Run, Run.id == agg.c.run)
-            outer_keys.append(Run.name.label("run"))
-        else:
-            outer_keys.append(agg.c[key])
-    sums = [func.sum(agg.c[c]).label(c) for c in ("n", "wins", "ret", "n_ret", "steps", "tokens", "n_tokens")]
-    stmt = select(*outer_keys, *sums).select_from(source)
-    if outer_keys:
-        stmt = stmt.group_by(*outer_keys).order_by(*outer_keys)
-    df = _frame(store, stmt)
-    n = df["n"].astype(float)
-    out = df[list(by)].copy()
-    out["episodes"] = df["n"].fillna(0).astype(int)
-    out["success_rate"] = df["wins"].astype(float) / n
-    intervals = [wilson_interval(int(w or 0), int(k or 0)) for w, k in zip(df["wins"], df["n"], strict=True)]
-    out["ci_low"] = [low for low, _high in intervals]
-    out["ci_high"] = [high for _low, high in intervals]
-    out["mean_return"] = df["ret"].astype(float) / df["n_ret"].astype(float)
-    out["steps_per_episode"] = df["steps"].astype(float) / n
-    out["tokens_per_episode"] = df["tokens"].astype(float) / df["n_tokens"].astype(float)
-    return out
-
-
-_EPISODE_COLUMNS = [
-    Episode.id,
-    Run.name.label("run"),
-    Round.idx.label("round"),
-    Episode.env_id.label("env"),
-    Episode.task_id,
-    Episode.seed,
-    Episode.split,
-    Episode.checkpoint_id.label("checkpoint"),
-    Episode.knowledge_version_id.label("knowledge_version"),
-    Episode.policy,
-    Episode.sampling,
-    Episode.action_mode,
-    Episode.status,
-    Episode.total_return,
-    Episode.won,
-    Episode.lost,
-    Episode.n_steps,
-    Episode.n_tokens,
-    Episode.n_prompt_tokens,
-    Episode.n_prompt_computed,
-    Episode.n_valid_actions,
-    Episode.feedback,
-    Episode.started_at,
-    Episode.finished_at,
+__all__ = [
+    "GROUP_KEYS",
+    "PAGE_SORTS",
+    "consolidations",
+    "episode",
+    "episode_page",
+    "episodes",
+    "item_sources",
+    "knowledge_growth",
+    "knowledge_items",
+    "knowledge_versions",
+    "lineage",
+    "loss_curves",
+    "rounds",
+    "runs",
+    "seed_counts",
+    "step_actions",
+    "steps",
+    "success_rate",
+    "table",
+    "transcript",
+    "version_usage",
 ]
-
-
-def episodes(
-    store: ExperienceStore,
-    *,
-    run: int | str | None = None,
-    env: str | None = None,
-    split: str | None = None,
-    round: int | None = None,
-    checkpoint: int | None = None,
-    knowledge_version: int | None = None,
-    policy: str | None = None,
-    action_mode: str | None = None,
-    won: bool | None = None,
-    seed: int | None = None,
-    limit: int | None = None,
-    include_incomplete: bool = False,
-) -> pd.DataFrame:
-    """The episodes matching the filters, oldest first, one row each with settings and results."""
-    stmt = select(*_EPISODE_COLUMNS).select_from(Episode)
-    filters = {
-        "run": run, "env": env, "split": split, "round": round, "checkpoint": checkpoint,
-        "knowledge_version": knowledge_version, "policy": policy, "action_mode": action_mode,
-    }  # fmt: skip
-    stmt = _filtered(_with_joins(stmt), include_incomplete, filters)
-    if won is not None:
-        stmt = stmt.where(Episode.won == won)
-    if seed is not None:
-        stmt = stmt.where(Episode.seed == seed)
-    stmt = stmt.order_by(Episode.id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return _frame(store, stmt)
-
-
-PAGE_SORTS = {
-    "id": Episode.id,
-    "return": Episode.total_return,
-    "steps": Episode.n_steps,
-    "tokens": Episode.n_tokens,
-}
-"""What `episode_page` can sort on."""
-
-
-def episode_page(
-    store: ExperienceStore, *, sort: str = "id", descending: bool = True, limit: int = 100, offset: int = 0,
-    won: bool | None = None, **filters: Any,
-) -> tuple[pd.DataFrame, int]:  # fmt: skip
-    """One page of the episodes matching `filters` (GROUP_KEYS), and how many match in all.
-
-    Only the page's rows are read (LIMIT/OFFSET on an indexed order), so a
-    viewer pages through 100k+ episodes without loading them.
-    """
-    if sort not in PAGE_SORTS:
-        raise StoreError(f"cannot sort by {sort!r}; choose from {', '.join(PAGE_SORTS)}")
-    column = PAGE_SORTS[sort]
-    stmt = _filtered(_with_joins(select(*_EPISODE_COLUMNS).select_from(Episode)), False, filters)
-    count = _filtered(select(func.count()).select_from(Episode), False, filters)
-    if won is not None:
-        stmt, count = stmt.where(Episode.won == won), count.where(Episode.won == won)
-    order = [column.desc(), Episode.id.desc()] if descending else [column.asc(), Episode.id.asc()]
-    page = _frame(store, stmt.order_by(*order).limit(limit).offset(offset))
-    return page, int(store.scalar(count))
-
-
-def runs(store: ExperienceStore) -> pd.DataFrame:
-    """Every run, oldest first: id, name, created_at, and its numbers of rounds and episodes."""
-    rounds = select(func.count()).where(Round.run_id == Run.id).correlate(Run).scalar_subquery()
-    played = select(func.count()).where(Episode.run_id == Run.id).correlate(Run).scalar_subquery()
-    stmt = select(Run.id, Run.name, Run.created_at, rounds.label("rounds"), played.label("episodes"))
-    return _frame(store, stmt.order_by(Run.id))
-
-
-def item_sources(store: ExperienceStore, item_id: int) -> list[int]:
-    """The episodes a knowledge item was extracted from (provenance), oldest first."""
-    stmt = select(KnowledgeItemSource.episode_id).where(KnowledgeItemSource.item_id == item_id)
-    with store.reading() as conn:
-        return sorted(conn.execute(stmt).scalars())
-
-
-def version_usage(store: ExperienceStore, version_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Who used a knowledge version: episodes per (split, checkpoint), and the consolidations of it."""
-    episodes_by = select(
-        Episode.split, Episode.checkpoint_id.label("checkpoint"), func.count().label("episodes"),
-        func.sum(case((Episode.won, 1), else_=0)).label("wins"),
-    ).where(Episode.knowledge_version_id == version_id, Episode.status == "complete")  # fmt: skip
-    jobs = select(
-        Consolidation.id, Consolidation.method, Consolidation.status, Consolidation.checkpoint_id,
-        Consolidation.parent_checkpoint_id,
-    ).where(Consolidation.knowledge_version_id == version_id)  # fmt: skip
-    return (
-        _frame(store, episodes_by.group_by(Episode.split, Episode.checkpoint_id)),
-        _frame(store, jobs.order_by(Consolidation.id)),
-    )
-
-
-def consolidations(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """A run's consolidation jobs, oldest first: id, round, method, status, knowledge, parent and result."""
-    stmt = (
-        select(
-            Consolidation.id, Round.idx.label("round"), Consolidation.method, Consolidation.status,
-            Consolidation.knowledge_version_id, Consolidation.parent_checkpoint_id,
-            Consolidation.checkpoint_id,
-            Consolidation.started_at, Consolidation.finished_at,
-        )
-        .outerjoin(Round, Round.id == Consolidation.round_id)
-        .where(Consolidation.run_id == run_id)
-        .order_by(Consolidation.id)
-    )  # fmt: skip
-    return _frame(store, stmt)
-
-
-def episode(store: ExperienceStore, episode_id: int) -> dict[str, Any]:
-    """One episode's row (as for `episodes`), complete or not; StoreError if there is none."""
-    df = _frame(
-        store, _with_joins(select(*_EPISODE_COLUMNS).select_from(Episode)).where(Episode.id == episode_id)
-    )
-    if df.empty:
-        raise StoreError(f"no episode with id {episode_id}")
-    return df.iloc[0].to_dict()
-
-
-_STEP_COLUMNS = [
-    Step.idx.label("index"),
-    Step.state,
-    Step.prompt,
-    Step.completion_text,
-    Step.action,
-    Step.observation,
-    Step.reward,
-    Step.latency_s,
-    Step.prompt_ids,
-    Step.completion_ids,
-    Step.logprobs,
-    Step.candidates,
-]
-
-
-def transcript(store: ExperienceStore, episode_id: int) -> pd.DataFrame:
-    """One episode's steps in order, with token ids and log-probs decoded to Python lists."""
-    episode(store, episode_id)  # raises a clear error for an unknown id
-    stmt = select(*_STEP_COLUMNS).where(Step.episode_id == episode_id).order_by(Step.idx)
-    return _decode_blobs(_frame(store, stmt))
-
-
-def steps(
-    store: ExperienceStore,
-    *,
-    run: int | str | None = None,
-    round: int | None = None,
-    split: str | None = None,
-    env: str | None = None,
-    checkpoint: int | None = None,
-    policy: str | None = None,
-    won: bool | None = None,
-    include_incomplete: bool = False,
-) -> pd.DataFrame:
-    """Steps with their episode's settings and outcome: the training rows of consolidation.
-
-    Columns: episode_id, index, state, prompt, completion_text, action,
-    observation, reward, latency_s, prompt_ids, completion_ids, logprobs
-    (decoded lists), candidates (scored mode, else None), and the episode's
-    env, split, round, checkpoint, knowledge_version, seed, policy, sampling
-    (the settings it was played with), action_mode, episode_return,
-    episode_won, episode_lost. Ordered by episode, then step.
-    """
-    stmt = select(
-        Step.episode_id,
-        *_STEP_COLUMNS,
-        Episode.env_id.label("env"),
-        Episode.split,
-        Round.idx.label("round"),
-        Episode.checkpoint_id.label("checkpoint"),
-        Episode.knowledge_version_id.label("knowledge_version"),
-        Episode.seed,
-        Episode.policy,
-        Episode.sampling,
-        Episode.action_mode,
-        Episode.total_return.label("episode_return"),
-        Episode.won.label("episode_won"),
-        Episode.lost.label("episode_lost"),
-    ).select_from(Step.__table__.join(Episode.__table__, Episode.id == Step.episode_id))
-    filters = {
-        "run": run, "round": round, "split": split, "env": env, "checkpoint": checkpoint, "policy": policy,
-    }  # fmt: skip
-    stmt = _filtered(_with_joins(stmt), include_incomplete, filters)
-    if won is not None:
-        stmt = stmt.where(Episode.won == won)
-    return _decode_blobs(_frame(store, stmt.order_by(Step.episode_id, Step.idx)))
-
-
-def step_actions(store: ExperienceStore, episode_ids: Sequence[int]) -> pd.DataFrame:
-    """The (state, action) of every step of the given episodes, without token blobs (cheap to read).
-
-    Columns: episode_id, index, state, action, observation, reward. Ordered by episode, then step.
-    """
-    frames = []
-    ids = [int(i) for i in episode_ids]
-    for start in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
-        stmt = (
-            select(Step.episode_id, Step.idx.label("index"), Step.state, Step.action, Step.observation,
-                   Step.reward)
-            .where(Step.episode_id.in_(ids[start : start + 500]))
-            .order_by(Step.episode_id, Step.idx)
-        )  # fmt: skip
-        frames.append(_frame(store, stmt))
-    if not frames:
-        return pd.DataFrame(columns=["episode_id", "index", "state", "action", "observation", "reward"])
-    return pd.concat(frames, ignore_index=True)
-
-
-def rounds(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """A run's rounds, oldest first: id, round (index), status, started_at, finished_at."""
-    stmt = (
-        select(Round.id, Round.idx.label("round"), Round.status, Round.started_at, Round.finished_at)
-        .where(Round.run_id == run_id)
-        .order_by(Round.idx)
-    )
-    return _frame(store, stmt)
-
-
-def loss_curves(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """Every logged consolidation step of a run: consolidation, round, method, step, metrics (a dict)."""
-    stmt = (
-        select(
-            Consolidation.id.label("consolidation"), Round.idx.label("round"), Consolidation.method,
-            ConsolidationStep.step, ConsolidationStep.metrics,
-        )
-        .join(Consolidation, Consolidation.id == ConsolidationStep.consolidation_id)
-        .outerjoin(Round, Round.id == Consolidation.round_id)
-        .where(Consolidation.run_id == run_id)
-        .order_by(Consolidation.id, ConsolidationStep.step)
-    )  # fmt: skip
-    return _frame(store, stmt)
-
-
-def lineage(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """The run's checkpoints with parent, round, method, format, bits per weight and path, oldest first."""
-    stmt = (
-        select(
-            Checkpoint.id, Checkpoint.parent_id, Round.idx.label("round"), Checkpoint.method, Checkpoint.fmt,
-            Checkpoint.bits_per_weight, Checkpoint.path,
-        )
-        .outerjoin(Round, Round.id == Checkpoint.round_id)
-        .where(Checkpoint.run_id == run_id)
-        .order_by(Checkpoint.id)
-    )  # fmt: skip
-    return _frame(store, stmt)
-
-
-def knowledge_growth(store: ExperienceStore, run_id: int | None = None) -> pd.DataFrame:
-    """Per run and round: items added, items so far, and the round's last knowledge version's size.
-
-    Columns: run, round, items_added, items_total, version_id,
-    version_items, version_tokens. Rounds without knowledge appear with 0
-    items added, so a plateau is visible.
-    """
-
-    def by_run(stmt: Select, column: Any) -> Select:
-        return stmt if run_id is None else stmt.where(column == run_id)
-
-    rounds = _frame(
-        store,
-        by_run(select(Round.run_id, Round.id.label("round_id"), Round.idx.label("round")), Round.run_id),
-    )
-    items = _frame(
-        store,
-        by_run(
-            select(KnowledgeItem.run_id, KnowledgeItem.round_id, func.count().label("items_added")).group_by(
-                KnowledgeItem.run_id, KnowledgeItem.round_id
-            ),
-            KnowledgeItem.run_id,
-        ),
-    )
-    versions = _frame(
-        store,
-        by_run(
-            select(
-                KnowledgeVersion.run_id,
-                KnowledgeVersion.round_id,
-                KnowledgeVersion.id.label("version_id"),
-                KnowledgeVersion.n_items.label("version_items"),
-                KnowledgeVersion.n_tokens.label("version_tokens"),
-            ).order_by(KnowledgeVersion.id),
-            KnowledgeVersion.run_id,
-        ),
-    ).drop_duplicates(["run_id", "round_id"], keep="last")
-    keys = ["run_id", "round_id"]
-    df = rounds.merge(items, on=keys, how="outer").merge(versions, on=keys, how="outer")
-    df["items_added"] = df["items_added"].fillna(0).astype(int)
-    df = df.sort_values(["run_id", "round"], na_position="first", kind="stable")
-    df["items_total"] = df.groupby("run_id")["items_added"].cumsum()
-    names = dict(_frame(store, select(Run.id, Run.name)).itertuples(index=False))
-    df["run"] = df["run_id"].map(names)
-    columns = ["run", "round", "items_added", "items_total", "version_id", "version_items", "version_tokens"]
-    nullable = {c: "Int64" for c in ("round", "version_id", "version_items", "version_tokens")}
-    return df[columns].astype(nullable).reset_index(drop=True)
-
-
-def knowledge_items(
-    store: ExperienceStore, run_id: int, *, active_only: bool = True, version_id: int | None = None
-) -> pd.DataFrame:
-    """A run's knowledge items, oldest first, with votes and provenance counts.
-
-    Columns: id, text, votes, active, round, prompt_version,
-    extractor_checkpoint, author (person-written items), n_sources (episodes linked as sources), and,
-    when `version_id` is given, only that version's items with their
-    `position` in it (ordered by position).
-    """
-    n_sources = (
-        select(func.count())
-        .where(KnowledgeItemSource.item_id == KnowledgeItem.id)
-        .correlate(KnowledgeItem)
-        .scalar_subquery()
-    )
-    columns = [
-        KnowledgeItem.id, KnowledgeItem.text, KnowledgeItem.votes, KnowledgeItem.active,
-        Round.idx.label("round"), KnowledgeItem.prompt_version,
-        KnowledgeItem.extractor_checkpoint_id.label("extractor_checkpoint"), KnowledgeItem.author,
-        n_sources.label("n_sources"),
-    ]  # fmt: skip
-    source = KnowledgeItem.__table__.outerjoin(Round.__table__, Round.id == KnowledgeItem.round_id)
-    if version_id is not None:
-        columns.append(KnowledgeVersionItem.position)
-        source = source.join(
-            KnowledgeVersionItem.__table__,
-            (KnowledgeVersionItem.item_id == KnowledgeItem.id)
-            & (KnowledgeVersionItem.version_id == version_id),
-        )
-    stmt = select(*columns).select_from(source).where(KnowledgeItem.run_id == run_id)
-    if active_only:
-        stmt = stmt.where(KnowledgeItem.active)
-    order = KnowledgeVersionItem.position if version_id is not None else KnowledgeItem.id
-    return _frame(store, stmt.order_by(order))
-
-
-def knowledge_versions(store: ExperienceStore, run_id: int | None = None) -> pd.DataFrame:
-    """Knowledge versions, oldest first: id, run, round, kind, n_items, n_tokens, created_at, meta."""
-    version = KnowledgeVersion
-    stmt = select(
-        version.id, Run.name.label("run"), Round.idx.label("round"), version.kind, version.n_items,
-        version.n_tokens, version.created_at, version.meta,
-    ).select_from(
-        KnowledgeVersion.__table__.join(Run.__table__, Run.id == KnowledgeVersion.run_id).outerjoin(
-            Round.__table__, Round.id == KnowledgeVersion.round_id
-        )
-    )  # fmt: skip
-    if run_id is not None:
-        stmt = stmt.where(KnowledgeVersion.run_id == run_id)
-    return _frame(store, stmt.order_by(KnowledgeVersion.id))
 
 
 def table(store: ExperienceStore, name: str, limit: int | None = None) -> pd.DataFrame:
@@ -560,41 +81,4 @@ def table(store: ExperienceStore, name: str, limit: int | None = None) -> pd.Dat
     stmt = select(source).order_by(*source.primary_key.columns)
     if limit is not None:
         stmt = stmt.limit(limit)
-    return _decode_blobs(_frame(store, stmt))
-
-
-_SEED_TAGS = {
-    "run_id": Episode.run_id,
-    "round_id": Episode.round_id,
-    "checkpoint_id": Episode.checkpoint_id,
-    "knowledge_version_id": Episode.knowledge_version_id,
-}
-
-
-def seed_counts(
-    store: ExperienceStore,
-    *,
-    env_id: str,
-    split: str,
-    action_modes: Sequence[str] | None = None,
-    **tags: int | None,
-) -> dict[int, int]:
-    """Seed -> how many complete episodes the store holds with exactly these tags.
-
-    `tags` are any of run_id, round_id, checkpoint_id and knowledge_version_id:
-    a tag that is passed must match (None matches only NULL), a tag left out
-    is not filtered on. This is how a replay finds the seeds it must skip.
-    """
-    unknown = set(tags) - set(_SEED_TAGS)
-    if unknown:
-        raise StoreError(f"unknown tag(s) {sorted(unknown)}; tags are {sorted(_SEED_TAGS)}")
-    stmt = select(Episode.seed, func.count()).where(
-        Episode.status == "complete", Episode.env_id == env_id, Episode.split == split
-    )
-    for key, value in tags.items():
-        column = _SEED_TAGS[key]
-        stmt = stmt.where(column.is_(None) if value is None else column == value)
-    if action_modes is not None:
-        stmt = stmt.where(Episode.action_mode.in_(list(action_modes)))
-    with store.reading() as conn:
-        return {int(seed): int(n) for seed, n in conn.execute(stmt.group_by(Episode.seed))}
+    return decode_blobs(frame(store, stmt))

@@ -42,8 +42,6 @@ from memory.models import Checkpoint, Deployment, Episode, Phase, Round, utcnow
 
 PHASES = ("collect", "extract", "consolidate", "evaluate", "deploy")
 """A round's phases, in order."""
-ROUND_STATUSES = ("pending", *PHASES, "done")
-"""A round's states in order; `failed` may follow any state but `done`."""
 
 
 def _check_begin(status: str, phase: str) -> None:

@@ -3,7 +3,9 @@
 `ExperienceStore` is the only object that talks to the database. This module
 holds what every aggregate shares: opening (URL, engine, schema revision),
 the public write transaction (`transaction`) and read connection (`reading`),
-and the read-only ad-hoc SQL of `oel store sql`. The writes themselves are
+the read-only ad-hoc SQL of `oel store sql`, and the database-level chores
+benchmarks need without touching SQL themselves (`scratch_schema`: a fresh
+PostgreSQL schema on a shared server; `analyze`). The writes themselves are
 grouped by aggregate, one module each, and mixed into the store class:
 
 - `memory.runs`: runs and checkpoints (lineage);
@@ -12,7 +14,8 @@ grouped by aggregate, one module each, and mixed into the store class:
 - `memory.consolidations`: consolidation jobs and their per-step metrics;
 - `memory.rounds`: rounds, their phase jobs (one state machine) and deployments.
 
-The read API is `memory.queries` (DataFrames and small records). Nothing
+The read API is `memory.queries` (DataFrames and small records; the reads
+are grouped by aggregate too, in `memory.*_reads`). Nothing
 outside `memory` imports SQLAlchemy or `memory.models` (docs/architecture.md).
 
 Many writers: every write is one short transaction run through
@@ -28,11 +31,12 @@ shared database behind other writers' backs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from memory import migrate
@@ -109,6 +113,33 @@ class ExperienceStore(RunRecords, EpisodeRecords, KnowledgeRecords, Consolidatio
         finally:
             engine.dispose()
         return before, migrate.head_revision()
+
+    @staticmethod
+    @contextmanager
+    def scratch_schema(base_url: str, prefix: str = "oel_scratch") -> Iterator[str]:
+        """A URL on the PostgreSQL server at `base_url` whose search_path is a new, empty schema.
+
+        The schema is dropped with everything in it on exit. For benchmarks that
+        want a fresh store on a shared server without touching its other tables;
+        StoreError when the server cannot be reached.
+        """
+        if not prefix.isidentifier():
+            raise StoreError(f"a scratch schema's prefix must be an identifier, not {prefix!r}")
+        if parse_url(base_url).get_backend_name() != "postgresql":
+            raise StoreError(f"scratch schemas need PostgreSQL, not {describe(parse_url(base_url))}")
+        schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(base_url)
+        try:
+            with admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            sep = "&" if "?" in base_url else "?"
+            try:
+                yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
+            finally:
+                with admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        finally:
+            admin.dispose()
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -202,6 +233,10 @@ class ExperienceStore(RunRecords, EpisodeRecords, KnowledgeRecords, Consolidatio
         """Insert one row of `model` inside a transaction and return its id."""
         table = model.__table__
         return conn.execute(insert(table).returning(table.c.id), values).scalar_one()
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (ANALYZE), as autovacuum would on a long-lived database."""
+        self.transaction(lambda conn: conn.exec_driver_sql("ANALYZE"))
 
     # ------------------------------------------------------------------ ad-hoc SQL
 

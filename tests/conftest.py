@@ -16,13 +16,14 @@ tests and the Ray tests use it.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
+
+from memory.store import ExperienceStore
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -55,17 +56,8 @@ def pg_base_url() -> str:
 @pytest.fixture
 def pg_url(pg_base_url: str) -> Iterator[str]:
     """A URL whose search_path is a new, empty schema of its own, dropped at teardown."""
-    schema = f"oel_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in pg_base_url else "?"
-    try:
-        yield f"{pg_base_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with ExperienceStore.scratch_schema(pg_base_url, "oel_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

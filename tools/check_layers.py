@@ -10,6 +10,13 @@ A module may import its own package and the packages below it. Only `memory`
 may import SQLAlchemy, Alembic or `memory.models`. Cycles are searched among
 the project's modules with Tarjan's algorithm.
 
+The script folders `benchmarks/` and `tools/` sit above every floor: they may
+import any floor (and no floor may import them), but the SQL rule and the
+cycle rule hold for them too. A script runs with its own folder first on
+`sys.path`, so a bare `import x` there means its sibling `x.py` when one
+exists, and a script named like a floor (`benchmarks/envs.py`) would shadow
+that package for every script beside it: that is a violation of its own.
+
 Run `python tools/check_layers.py [ROOT]` (CI does, on the repository); it
 prints every violation, one per line, and exits 1 if there is any.
 """
@@ -23,13 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOORS = ("envs", "memory", "agent", "distill", "oel")
+SCRIPTS = ("benchmarks", "tools")
+"""Folders of scripts, one level above the top floor."""
 SQL_ONLY_IN_MEMORY = ("sqlalchemy", "alembic", "memory.models")
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the floors under `root`."""
+    """Dotted module name -> file, for every module of the floors and script folders under `root`."""
     modules = {}
-    for package in FLOORS:
+    for package in (*FLOORS, *SCRIPTS):
         for path in sorted((root / package).rglob("*.py")):
             parts = list(path.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -65,8 +74,20 @@ def resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
+def resolve_from(name: str, module: str, modules: dict[str, Path]) -> str | None:
+    """What `name` refers to when `module` imports it: a script's sibling first, else as `resolve`."""
+    if module.split(".")[0] in SCRIPTS:
+        folder = module.rpartition(".")[0]
+        sibling = resolve(f"{folder}.{name}", modules)
+        if sibling is not None and sibling.startswith(f"{folder}."):
+            return sibling
+    return resolve(name, modules)
+
+
 def floor(module: str) -> int:
-    return FLOORS.index(module.split(".")[0])
+    """A module's level: its floor's index, or one above the top floor for a script."""
+    top = module.split(".")[0]
+    return len(FLOORS) if top in SCRIPTS else FLOORS.index(top)
 
 
 def violations(root: Path = ROOT) -> list[str]:
@@ -76,19 +97,22 @@ def violations(root: Path = ROOT) -> list[str]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for module, path in modules.items():
         where = path.relative_to(root)
+        top = module.split(".")[0]
+        if top in SCRIPTS and path.stem in FLOORS:
+            problems.append(f"{where}: shadows the {path.stem} package for the scripts beside it; rename it")
         sql_lines: set[int] = set()
         for name, line in imports_of(path, module):
             banned = next((b for b in SQL_ONLY_IN_MEMORY if name == b or name.startswith(f"{b}.")), None)
-            if banned and not module.startswith("memory") and line not in sql_lines:
+            if banned and top != "memory" and line not in sql_lines:
                 sql_lines.add(line)
                 problems.append(f"{where}:{line}: imports {banned}; only memory/ may touch SQL")
-            target = resolve(name, modules)
+            target = resolve_from(name, module, modules)
             if target is None or target == module:
                 continue
             if floor(target) > floor(module):
                 problems.append(
-                    f"{where}:{line}: {module} ({FLOORS[floor(module)]}) imports {target} "
-                    f"({FLOORS[floor(target)]}), a floor above it"
+                    f"{where}:{line}: {module} ({top}) imports {target} "
+                    f"({target.split('.')[0]}), a floor above it"
                 )
             graph[module].add(target)
     for cycle in cycles(graph):

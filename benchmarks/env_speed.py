@@ -20,7 +20,7 @@ Three tables, all measured in this one run:
    first of the process (which loads TextWorld's knowledge base) and the mean of
    the next ones.
 
-    python benchmarks/envs.py [--seconds 2] [--rounds 5] [--games 3]
+    python benchmarks/env_speed.py [--seconds 2] [--rounds 5] [--games 3]
 """
 
 from __future__ import annotations
@@ -28,25 +28,19 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and this very file
-# would shadow the `envs` package; drop that folder before importing it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import gymnasium
+import textworld
+from rich.console import Console
+from rich.table import Table
 
-import gymnasium  # noqa: E402
-import textworld  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-import envs  # noqa: F401, E402  (registers the ids)
-from envs.registry import ENVIRONMENTS  # noqa: E402
-from envs.tw.env import ZMACHINE_SEED, request_infos  # noqa: E402
-from envs.tw.games import ensure_game  # noqa: E402
-from envs.tw.options import make_options  # noqa: E402
+import envs  # noqa: F401  (registers the ids)
+from envs.registry import ENVIRONMENTS
+from envs.tw.env import ZMACHINE_SEED, request_infos
+from envs.tw.games import ensure_game
+from envs.tw.options import make_options
 
 SEEDS = 4  # resets cycle over this many seeds (so TextWorld plays 4 cached games)
 
