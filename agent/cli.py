@@ -8,8 +8,10 @@ import typer
 
 from agent import knowledge_cli
 from agent.backends import backend_options
+from agent.policy import DEFAULT_SAMPLING
+from envs.command_errors import reported
+from memory.cli import db_option
 
-DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
 BACKEND_HELP = (
     "Policy backend (agent.backends): hf, vllm, langchain, openai (--base-url, --model NAME), or reference "
     "(--model solver, random[:moves] or blind:moves: the grid games' ceiling and floors)."
@@ -19,6 +21,8 @@ RAY_HELP = (
     "Play on Ray rollout workers: local, auto, ray://HOST:10001 or HOST:6379 (needs a PostgreSQL --db)."
 )
 WORKERS_HELP = "Ray rollout workers (with --ray)."
+TEMPERATURE_HELP = "Sampling temperature (OEL: 0.7; 0 = greedy)."
+MAX_NEW_TOKENS_HELP = "Longest reply per step, in tokens."
 ENV_KWARGS_HELP = "Environment options as a JSON object, e.g. '{\"neighbours\": true}' (see `oel envs list`)."
 
 
@@ -66,11 +70,11 @@ def play(
     ),
     run: str = typer.Option("default", help="Run name the episodes are filed under."),
     round: int | None = typer.Option(None, "--round", help="Round index the episodes belong to."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    temperature: float = typer.Option(0.7, help="Sampling temperature (OEL: 0.7; 0 = greedy)."),
-    top_p: float = typer.Option(0.8, help="Nucleus sampling threshold (OEL: 0.8)."),
-    top_k: int = typer.Option(20, help="Top-k sampling (OEL: 20; 0 = off)."),
-    max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
+    db: str | None = db_option(),
+    temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, help=TEMPERATURE_HELP),
+    top_p: float = typer.Option(DEFAULT_SAMPLING.top_p, help="Nucleus sampling threshold (OEL: 0.8)."),
+    top_k: int = typer.Option(DEFAULT_SAMPLING.top_k, help="Top-k sampling (OEL: 20; 0 = off)."),
+    max_new_tokens: int = typer.Option(DEFAULT_SAMPLING.max_new_tokens, min=1, help=MAX_NEW_TOKENS_HELP),
     action_mode: str = typer.Option(
         "text",
         help="text: free-text reply, bracketed action parsed (OEL); scored: the game's admissible "
@@ -88,7 +92,7 @@ def play(
     from agent.play import PlayError, play_and_report
     from agent.ray_pool import RaySettings
 
-    try:
+    with reported(PlayError):
         options = env_options(env_kwargs)
         play_and_report(
             env=env, episodes=episodes, split=split, batch=batch, seed=seed, model=model, backend=backend,
@@ -97,9 +101,6 @@ def play(
             ray=RaySettings(address=ray, workers=workers), backend_options=backend_options(backend, base_url),
             env_kwargs=options,
         )  # fmt: skip
-    except PlayError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def convert_model() -> None:

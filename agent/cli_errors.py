@@ -1,11 +1,17 @@
-"""How every `oel` command reports a problem the user can fix: one `error: ...` line and exit code 1."""
+"""The failures a user can fix that every `oel` command from this floor up reports as one `error: ...` line.
+
+The line itself (and exit code 1, never a traceback) is `envs.command_errors.fail`,
+written once on the lowest floor so that `oel envs` and `oel store` report
+the same way; this module adds what only this floor can name: `CommandError`
+for a command's own refusals, and `errors_as_lines()`, which reports every
+known user-facing failure of the floors up to `agent` (the store, knowledge,
+models, policies, rollouts, Ray, environments).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import typer
 
 
 class CommandError(Exception):
@@ -20,12 +26,11 @@ def errors_as_lines() -> Iterator[None]:
     from agent.policy import PolicyError
     from agent.ray_pool import RayError
     from envs.checks import ENV_ERRORS
+    from envs.command_errors import reported
     from memory.errors import StoreError
     from memory.knowledge.errors import KnowledgeError
 
-    try:
-        yield
-    except (
+    with reported(
         CommandError,
         KnowledgeError,
         StoreError,
@@ -34,6 +39,5 @@ def errors_as_lines() -> Iterator[None]:
         PlayError,
         RayError,
         *ENV_ERRORS,
-    ) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    ):
+        yield

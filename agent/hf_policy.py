@@ -21,7 +21,7 @@ Why it is shaped so:
   taken at T = 1. The output head runs only where a token is sampled or scored.
 - `score` gives the exact log-likelihood (T = 1) of each candidate reply
   after a prompt, the candidates sharing the prompt's KV as branches of one
-  forward (the scored action mode, `agent.scored_form`).
+  forward (the scored action mode, `agent.forms.ScoredForm`).
 - A model being trained is served through `from_model`; the cache notices
   any in-place weight update (parameters' version counters) and forgets
   everything, so an RL step never reuses keys of older weights.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from agent.cli_errors import CommandError, errors_as_lines
+from memory.cli import db_option
 
 if TYPE_CHECKING:
     from memory.store import ExperienceStore
@@ -25,7 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
 RUN_HELP = "Run name whose episodes and knowledge are used."
 MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
 
@@ -66,7 +66,7 @@ def extract(
     ),
     episodes: int = typer.Option(32, min=1, help="Extract from the N most recent train episodes."),
     env: str | None = typer.Option(None, help="Only episodes of this environment id."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
     model: str | None = typer.Option(None, help=MODEL_HELP + " Its tokenizer measures the cap."),
     backend: str = typer.Option("hf", help="Policy backend: hf or vllm."),
     extractor_model: str | None = typer.Option(
@@ -76,6 +76,8 @@ def extract(
     ),
     extractor_backend: str = typer.Option("hf", help="Extractor backend: hf, vllm or langchain."),
     batch: int = typer.Option(16, min=1, help="Trajectories per batched extractor call."),
+    # memory.knowledge.extract.ExtractionConfig's default, written again rather than imported: that module
+    # loads pandas and SQLAlchemy, and `oel --help` builds this signature.
     max_new_tokens: int = typer.Option(128, min=1, help="Longest extractor reply, in tokens."),
     token_cap: int = typer.Option(2048, min=1, help="Most tokens the rendered knowledge may take."),
     with_knowledge: bool = typer.Option(
@@ -163,7 +165,7 @@ def add(
     round: int | None = typer.Option(None, "--round", help="File the knowledge under this round."),
     model: str | None = typer.Option(None, help=MODEL_HELP + " Its tokenizer measures the knowledge."),
     token_cap: int = typer.Option(2048, min=1, help="Most tokens the knowledge may take in a prompt."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
 ) -> None:
     """Store a person-written knowledge version (OPCD's system-prompt distillation uses it like any other)."""
     from transformers import AutoTokenizer
@@ -191,7 +193,7 @@ def add(
 def show(
     version: int | None = typer.Option(None, help="Knowledge version id (default: list the run's versions)."),
     run: str = typer.Option("default", help=RUN_HELP),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
 ) -> None:
     """List a run's knowledge versions, or show one version's text and its items with votes."""
     from rich.console import Console
@@ -236,7 +238,7 @@ def show(
 def diff(
     v1: int = typer.Argument(..., help="The older knowledge version id."),
     v2: int = typer.Argument(..., help="The newer knowledge version id."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
 ) -> None:
     """What changed between two knowledge versions: items added (+), dropped (-), and vote changes."""
     import difflib

@@ -38,7 +38,9 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample; the defaults are OEL's rollout and evaluation settings."""
+    """How to sample; the defaults are OEL's rollout and evaluation settings, written only here: the other
+    sampling defaults (the `oel play` / `oel eval` flags, the rollout, evaluation and run-file configs) are
+    read from this class or `DEFAULT_SAMPLING`."""
 
     temperature: float = 0.7
     """Softmax temperature T; 0 means greedy decoding."""
@@ -46,7 +48,7 @@ class SamplingParams:
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (1.0 = off)."""
     top_k: int = 20
     """Keep only the k most likely tokens before top_p (0 = off)."""
-    max_new_tokens: int = 256
+    max_new_tokens: int = 128
     """Upper bound on generated tokens per completion; hitting it gives finish_reason 'length'."""
     seed: int | None = None
     """Seed for the sampler, for reproducible batches; None draws fresh randomness."""
@@ -65,6 +67,10 @@ class SamplingParams:
     def greedy(self) -> bool:
         """True when decoding is deterministic argmax."""
         return self.temperature == 0
+
+
+DEFAULT_SAMPLING = SamplingParams()
+"""The default sampling settings, for defaults that are single fields (command-line flags, flat configs)."""
 
 
 @dataclass
@@ -121,17 +127,6 @@ class Policy(Protocol):
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
         """Return one completion per conversation, in order."""
-        ...
-
-
-@runtime_checkable
-class ScoringPolicy(Policy, Protocol):
-    """A policy that can also score given replies exactly (`can_score` is True)."""
-
-    def score(
-        self, conversations: Sequence[Conversation], candidates: Sequence[Sequence[str]]
-    ) -> list[ScoredPrompt]:
-        """Per conversation, the exact log-likelihood of each of its candidate replies."""
         ...
 
 

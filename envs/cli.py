@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from envs.command_errors import fail
+
 app = typer.Typer(help="Text environments: list them, generate TextWorld game pools.", no_args_is_help=True)
 
 
@@ -56,8 +58,7 @@ def make_games(
         try:
             ensure_game(kind, options, split, index)
         except GameGenerationError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
+            fail(str(err))
     folder = game_path(kind, options, split, seed).parent.parent
     typer.echo(f"{count - cached} generated, {cached} already cached, in {folder}")
 

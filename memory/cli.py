@@ -5,9 +5,14 @@ Thin wrappers: each command opens the store, calls one function of
 table. Every command takes `--db URL` (default `$OEL_DB_URL`, else
 `sqlite:///oel.db` in the working directory). A `StoreError` (bad URL,
 unreachable server, unknown schema revision, failed query) becomes one
-`error: ...` line on stderr and exit code 1, never a stack trace. Every
-command but `upgrade` opens the store read-only, so a mistyped SQLite path
-is such an error rather than a new, empty database.
+`error: ...` line on stderr and exit code 1, never a stack trace
+(`envs.command_errors.fail`). Every command but `upgrade` opens the store read-only,
+so a mistyped SQLite path is such an error rather than a new, empty database.
+
+`db_option` is the `--db` flag of every command that opens the store, at
+every floor above this one too (`oel play`, `oel knowledge`, `oel
+consolidate`, `oel eval`, `oel loop`, `oel report`, `oel ui`): the store is
+memory's, so its flag is written here once.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from envs.command_errors import fail, reported
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,9 +40,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DB_OPTION = typer.Option(
-    None, "--db", help="Database URL (default: $OEL_DB_URL, else sqlite:///oel.db in the working directory)."
-)
+
+def db_option(overrides: str | None = None) -> Any:
+    """The `--db URL` option (None: `$OEL_DB_URL`, else the SQLite file oel.db in the working directory);
+    `overrides` names the run-file key it takes precedence over, for its help text."""
+    where = f"overrides {overrides}; " if overrides else ""
+    return typer.Option(
+        None,
+        "--db",
+        help=f"Database URL ({where}default: $OEL_DB_URL, else sqlite file oel.db in the working directory).",
+    )
+
+
 INCOMPLETE_OPTION = typer.Option(
     False, "--include-incomplete", help="Also count episodes still running or left by a crashed writer."
 )
@@ -52,12 +68,8 @@ def _store(db: str | None) -> Iterator[ExperienceStore]:
     exit 1. Read-only, so a mistyped SQLite path is an error rather than a new, empty database."""
     from memory.store import ExperienceStore, StoreError
 
-    try:
-        with ExperienceStore.open(db, read_only=True) as store:
-            yield store
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with reported(StoreError), ExperienceStore.open(db, read_only=True) as store:
+        yield store
 
 
 def _cell(value: Any) -> str:
@@ -105,7 +117,7 @@ def stats(
     env: str | None = typer.Option(None, "--env", help="Only this environment id."),
     split: str | None = typer.Option(None, "--split", help="Only this split."),
     include_incomplete: bool = INCOMPLETE_OPTION,
-    db: str | None = DB_OPTION,
+    db: str | None = db_option(),
 ) -> None:
     """Success rate, mean return, steps and tokens per episode, grouped by --by."""
     from memory import queries
@@ -128,7 +140,7 @@ def episodes(
     won: bool | None = typer.Option(None, "--won/--not-won", help="Only won (or only not won) episodes."),
     limit: int = typer.Option(50, "--limit", help="At most this many rows."),
     include_incomplete: bool = INCOMPLETE_OPTION,
-    db: str | None = DB_OPTION,
+    db: str | None = db_option(),
 ) -> None:
     """List episodes matching the filters, oldest first."""
     from memory import queries
@@ -146,7 +158,7 @@ def episodes(
 def show(
     episode_id: int = typer.Argument(..., help="The episode to print."),
     prompts: bool = typer.Option(False, "--prompts", help="Also print the full prompt of every step."),
-    db: str | None = DB_OPTION,
+    db: str | None = db_option(),
 ) -> None:
     """Print one episode as a readable transcript."""
     from rich.console import Console
@@ -202,17 +214,17 @@ def export(
     table: str = typer.Option(
         "episodes", "--table", help="Table: episodes, steps, runs, rounds, checkpoints, ..."
     ),
-    db: str | None = DB_OPTION,
+    db: str | None = db_option(),
 ) -> None:
     """Export one table to CSV, Parquet or JSONL (token arrays as lists; JSON text in CSV)."""
     from memory import queries
 
     if out.is_dir():
-        _fail(
+        fail(
             f"--out {str(out)!r} is a folder; name the file to write, e.g. {str(out / (table + '.' + fmt))!r}"
         )
     if not out.parent.is_dir():
-        _fail(f"directory {str(out.parent)!r} does not exist")
+        fail(f"directory {str(out.parent)!r} does not exist")
     with _store(db) as store:
         df = queries.table(store, table)
     try:
@@ -226,14 +238,8 @@ def export(
                     df[column] = df[column].map(lambda v: None if v is None else json.dumps(v))
             df.to_csv(out, index=False)
     except OSError as exc:
-        _fail(f"cannot write {str(out)!r}: {exc.strerror or exc}")
+        fail(f"cannot write {str(out)!r}: {exc.strerror or exc}")
     typer.echo(f"wrote {len(df)} rows of {table} to {out}")
-
-
-def _fail(message: str) -> NoReturn:
-    """One `error:` line and exit code 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -241,7 +247,7 @@ def sql(
     query: str = typer.Argument(
         ..., help='One SQL statement, e.g. "SELECT env_id, count(*) FROM episodes GROUP BY 1".'
     ),
-    db: str | None = DB_OPTION,
+    db: str | None = db_option(),
 ) -> None:
     """Run one ad-hoc statement on a read-only transaction (the database refuses writes)."""
     with _store(db) as store:
@@ -249,15 +255,12 @@ def sql(
 
 
 @app.command()
-def upgrade(db: str | None = DB_OPTION) -> None:
+def upgrade(db: str | None = db_option()) -> None:
     """Migrate the database's schema to the one this oel uses (creating it if empty)."""
     from memory.store import ExperienceStore, StoreError
 
-    try:
+    with reported(StoreError):
         before, after = ExperienceStore.upgrade(db)
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
     if before == after:
         typer.echo(f"already at schema revision {after}")
     else:

@@ -17,13 +17,16 @@ import typer
 from agent.cli import (
     BACKEND_HELP,
     BASE_URL_HELP,
-    DB_HELP,
     ENV_KWARGS_HELP,
+    MAX_NEW_TOKENS_HELP,
     RAY_HELP,
+    TEMPERATURE_HELP,
     WORKERS_HELP,
     env_options,
     table_console,
 )
+from agent.policy import DEFAULT_SAMPLING, SamplingParams
+from memory.cli import db_option
 
 MODEL_HELP = "The policy's local HF folder (default: embedded SmolLM2-135M-Instruct)."
 
@@ -49,10 +52,10 @@ def evaluate_command(
     model: str | None = typer.Option(None, help=MODEL_HELP),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
     base_url: str | None = typer.Option(None, help=BASE_URL_HELP),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
     token_cap: int = typer.Option(2048, min=1, help="Token cap for the raw-trajectory context."),
-    temperature: float = typer.Option(0.7, help="Sampling temperature (OEL: 0.7; 0 = greedy)."),
-    max_new_tokens: int = typer.Option(128, min=1, help="Longest reply per step, in tokens."),
+    temperature: float = typer.Option(DEFAULT_SAMPLING.temperature, help=TEMPERATURE_HELP),
+    max_new_tokens: int = typer.Option(DEFAULT_SAMPLING.max_new_tokens, min=1, help=MAX_NEW_TOKENS_HELP),
     action_mode: str = typer.Option(
         "text", help="text (OEL's free-text protocol) or scored (the admissible commands are scored)."
     ),
@@ -73,7 +76,6 @@ def evaluate_command(
     from agent.forms import make_form
     from agent.model import resolve_model_path
     from agent.play import PlayError, resolve_knowledge
-    from agent.policy import SamplingParams
     from agent.ray_pool import PolicySpec, RaySettings, RolloutPool
     from memory.knowledge.generator import approx_token_count
     from memory.knowledge.raw import build_raw_version

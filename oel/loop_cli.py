@@ -18,7 +18,10 @@ from typing import Any
 
 import typer
 
-DB_HELP = "Database URL (overrides \\[run].db; default: $OEL_DB_URL, else sqlite file oel.db here)."
+from envs.command_errors import fail, reported
+from memory.cli import db_option
+from oel.conditions import CONDITIONS
+
 RAY_HELP = (
     "Play collection and evaluation on Ray rollout workers: local, auto, ray://HOST:10001 or HOST:6379 "
     "(overrides \\[ray].address; needs a PostgreSQL store)."
@@ -40,7 +43,7 @@ def summary_table(summary: Any) -> Any:
     for column in ("condition", "pass rate [95% CI over tasks] (tasks; episodes)", "step acc", "tokens/ep",
                    "prompt tok/ep", "checkpoint"):  # fmt: skip
         table.add_column(column, justify="right")
-    for name in ("none", "knowledge", "consolidated"):
+    for name in CONDITIONS:
         row = summary.condition(name)
         if row is None:
             continue
@@ -154,7 +157,7 @@ def loop(
         help="Wait for episodes other processes write (oel play --run NAME) and start a round on a "
         "trigger (\\[watch] min_episodes / every_minutes) instead of collecting.",
     ),  # fmt: skip
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(overrides="\\[run].db"),
     ray: str | None = typer.Option(None, "--ray", help=RAY_HELP),
     workers: int | None = typer.Option(None, min=1, help="Ray rollout workers (overrides \\[ray].workers)."),
 ) -> None:
@@ -202,8 +205,7 @@ def loop(
         *ENV_ERRORS,
     ) as exc:
         ui.close()
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))
     except KeyboardInterrupt:
         ui.close()
         typer.echo(
@@ -218,19 +220,15 @@ def loop(
 def report(
     out: str = typer.Option("report", "--out", help="Folder for report.md and its PNG plots."),
     run: str = typer.Option("default", help="Run name."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
 ) -> None:
     """Write a Markdown report with plots: pass rate per round (3 conditions), tokens, knowledge, losses."""
     from memory.errors import StoreError
     from memory.store import ExperienceStore
     from oel.report import ReportError, write_report
 
-    try:
-        with ExperienceStore.open(db) as store:
-            path = write_report(store, run, out)
-    except (ReportError, StoreError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with reported(ReportError, StoreError), ExperienceStore.open(db) as store:
+        path = write_report(store, run, out)
     typer.echo(f"wrote {path}")
 
 

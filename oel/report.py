@@ -8,10 +8,16 @@ any time, by any process, for a run still in progress. Plots:
   knowledge in context, and consolidated (OEL's three curves);
 - tokens.png: generated tokens per episode under the same three conditions;
 - knowledge.png: knowledge items and rendered tokens per round;
+- learning.png: the learning curve (the consolidated pass rate with its
+  interval, valid actions while collecting, RL groups per round);
 - loss.png: the consolidation loss of every round against its step.
 
 The Markdown holds the same numbers as tables, plus the checkpoint lineage.
 matplotlib runs on its file-only Agg backend, so no display is needed.
+
+This module only draws and writes; the rows it draws come from
+`oel.run_data`, which the web viewer (`oel.ui`) reads too, so both show the
+same numbers.
 """
 
 from __future__ import annotations
@@ -24,101 +30,12 @@ import pandas as pd
 from memory import queries
 from memory.stats import format_task_rate
 from memory.store import ExperienceStore
-
-CONDITIONS = ("none", "knowledge", "consolidated")
-LABELS = {"none": "no knowledge", "knowledge": "knowledge in context", "consolidated": "consolidated"}
+from oel.conditions import CONDITIONS, CONSOLIDATED, LABELS, NONE
+from oel.run_data import loss_curves, round_rows
 
 
 class ReportError(ValueError):
     """The run cannot be reported (unknown, or no round finished a phase yet)."""
-
-
-def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds,
-    the train episodes' valid-action rate, the RL groups kept, filtered and skipped, and the gate."""
-    rows = round_results(store, run_id)
-    for row in rows:
-        train = queries.episodes(store, run=run_id, round=row["round"], split="train")
-        known = train[train["n_valid_actions"].notna()]
-        row["valid_actions"] = (
-            float(known["n_valid_actions"].sum()) / float(known["n_steps"].sum())
-            if known["n_steps"].sum()
-            else None
-        )
-        row.update(_group_counts(store, run_id, row["round"]))
-        meta = store.checkpoint_info(row["to_checkpoint"])["meta"] if row["to_checkpoint"] else None
-        row["gate"] = gate_summary((meta or {}).get("validation"))
-    return pd.DataFrame(rows)
-
-
-def gate_summary(validation: dict[str, Any] | None) -> str | None:
-    """The validation gate of one consolidation: each validated step's pass rate, and the step deployed.
-
-    Step 0 is M_r itself, so "deployed step 0" means the round kept M_r's weights.
-    """
-    if not validation or not validation.get("history"):
-        return None
-    rates = ", ".join(f"s{step} {100 * rate:.0f}%" for step, rate in sorted(validation["history"]))
-    best = validation.get("best_step")
-    return rates if best is None else f"{rates}; deployed step {best}"
-
-
-def round_results(store: ExperienceStore, run_id: int) -> list[dict[str, Any]]:
-    """What the rounds' phases recorded, one dict per round, read from the phase results alone (cheap:
-    no episode or step is read, so a page listing every run can draw each one's chart)."""
-    rows = []
-    for round_id, index, status in queries.rounds(store, run_id)[["id", "round", "status"]].itertuples(
-        index=False
-    ):
-        res = store.phase_results(round_id)
-        row: dict[str, Any] = {"round": index, "status": status}
-        conditions = res.get("evaluate", {}).get("conditions", {})
-        for name in CONDITIONS:
-            cond = conditions.get(name, {})
-            row[f"pass_{name}"] = cond.get("pass_rate")
-            row[f"low_{name}"] = cond.get("ci_low")
-            row[f"high_{name}"] = cond.get("ci_high")
-            row[f"n_{name}"] = cond.get("episodes")
-            row[f"wins_{name}"] = cond.get("wins")
-            row[f"tasks_{name}"] = cond.get("tasks")
-            row[f"task_score_{name}"] = cond.get("task_score")
-            row[f"step_acc_{name}"] = cond.get("step_accuracy")
-            row[f"tokens_{name}"] = cond.get("tokens_per_episode")
-        row["train_episodes"] = res.get("collect", {}).get("episodes")
-        row["train_pass"] = res.get("collect", {}).get("pass_rate")
-        row["knowledge_version"] = res.get("extract", {}).get("knowledge_version_id")
-        row["knowledge_items"] = res.get("extract", {}).get("items")
-        row["knowledge_tokens"] = res.get("extract", {}).get("tokens")
-        row["from_checkpoint"] = res.get("collect", {}).get("checkpoint_id")
-        row["to_checkpoint"] = res.get("consolidate", {}).get("checkpoint_id")
-        row["method"] = res.get("consolidate", {}).get("method")
-        for phase in ("collect", "extract", "consolidate", "evaluate"):
-            row[f"{phase}_s"] = res.get(phase, {}).get("seconds")
-        rows.append(row)
-    return rows
-
-
-def _group_counts(store: ExperienceStore, run_id: int, round_index: int) -> dict[str, Any]:
-    """RL groups of the round's consolidation: kept, filtered by keep_top, skipped (no signal), per step."""
-    steps = queries.loss_curves(store, run_id)
-    metrics = [m or {} for m in steps.loc[steps["round"] == round_index, "metrics"]]
-    metrics = [m for m in metrics if "groups" in m]
-    if not metrics:
-        return {"rl_steps": None, "kept_groups": None, "filtered_groups": None, "skipped_groups": None}
-    return {
-        "rl_steps": len(metrics),
-        **{
-            key: sum(m.get(key, 0) for m in metrics)
-            for key in ("kept_groups", "filtered_groups", "skipped_groups")
-        },
-    }
-
-
-def loss_curves(store: ExperienceStore, run_id: int) -> pd.DataFrame:
-    """Consolidation steps of the run: round, method, step, loss."""
-    steps = queries.loss_curves(store, run_id)
-    losses = [(metrics or {}).get("loss") for metrics in steps["metrics"]]
-    return steps[["round", "method", "step"]].assign(loss=losses)
 
 
 def _plot_conditions(
@@ -159,7 +76,7 @@ def _plot_learning(rows: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (rate, valid, groups) = plt.subplots(1, 3, figsize=(13, 4))
-    best = next((c for c in ("consolidated", "none") if rows[f"pass_{c}"].notna().any()), "none")
+    best = next((c for c in (CONSOLIDATED, NONE) if rows[f"pass_{c}"].notna().any()), NONE)
     values = rows[f"pass_{best}"].astype(float) * 100
     if values.notna().any():
         low, high = rows[f"low_{best}"].astype(float) * 100, rows[f"high_{best}"].astype(float) * 100
@@ -262,7 +179,7 @@ def _markdown_table(df: pd.DataFrame) -> str:
 
 
 def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
-    """Write report.md and its four PNGs into `out`; return the Markdown file's path."""
+    """Write report.md and its five PNGs into `out`; return the Markdown file's path."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -11,11 +11,12 @@ import ipaddress
 
 import typer
 
-from agent.cli import DB_HELP
+from envs.command_errors import reported
+from memory.cli import db_option
 
 
 def ui(
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = db_option(),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default serves this machine only."),
     port: int = typer.Option(8765, min=1, max=65535, help="Port to serve on."),
 ) -> None:
@@ -25,11 +26,8 @@ def ui(
     from memory.errors import StoreError
     from oel.ui.app import create_app
 
-    try:
+    with reported(StoreError):
         app = create_app(db)
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
     if not is_loopback(host):
         typer.echo(
             f"warning: --host {host} serves the store to the network: anyone who can reach this machine on "

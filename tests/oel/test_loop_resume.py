@@ -95,7 +95,8 @@ def test_sigkill_during_scored_rl_updates_then_resume_counts_nothing_twice(tmp_p
         assert set(played[played["policy"].str.startswith("rl:")]["action_mode"]) == {"scored"}
         assert train_seeds(store) == [0, 0, 0, 0, 1, 1, 1, 1], "the round's groups: 2 seeds x 4"
         # the report draws the learning curve from what the store holds, RL groups included
-        from oel.report import round_rows, write_report
+        from oel.report import write_report
+        from oel.run_data import round_rows
 
         rows = round_rows(store, store.get_run("tiny"))
         assert rows.loc[0, "rl_steps"] == rl_steps and rows.loc[0, "valid_actions"] == 1.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oel.report import gate_summary
+from oel.run_data import gate_summary
 
 
 def test_the_gate_lists_every_validated_step_and_the_deployed_one():
