@@ -9,7 +9,7 @@ reverse KL, backward, AdamW step. Sampling is left out on purpose: both
 variants sample identically, and 8 x 256 sampled tokens would take minutes
 here. Tokens/s counts response tokens.
 
-- ours: `distill.opcd.response_logits` / `response_hidden` (logits only at
+- ours: `distill.text_batches.response_logits` / `response_hidden` (logits only at
   response positions) and `distill.losses.opcd_token_kl` (student log-probs
   only at its top-k ids; teacher head applied in chunks, top-k gathered).
 - naive: `model(...).logits` for every position of both models, full
@@ -39,14 +39,10 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and its sibling
-# benchmarks/envs.py would shadow the `envs` package; drop the folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-from distill.losses import opcd_token_kl  # noqa: E402
-from distill.scoring import pack, response_hidden, response_logits  # noqa: E402
+from distill.losses import opcd_token_kl
+from distill.text_batches import pack, response_hidden, response_logits
 
 KNOWLEDGE_TOKENS = 64
 """Extra prompt tokens the teacher sees (the knowledge block)."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from agent.kv_forward import Row, branch_logprobs, run_rows
+from memory.records import CandidateDistribution
 
 
 @dataclass
@@ -41,12 +42,11 @@ class ScoredState:
 
     @classmethod
     def from_step(cls, state: str, prompt_ids: list[int], candidates: dict) -> ScoredState:
-        """From a stored step's state, prompt ids and candidates record (`memory.records.StepRecord`)."""
+        """From a stored step's state, prompt ids and candidates JSON (`memory.records`' schema)."""
+        record = CandidateDistribution.from_json(candidates)
         return cls(
-            state=state, prompt_ids=list(prompt_ids), commands=list(candidates["commands"]),
-            candidate_ids=[list(c) for c in candidates["ids"]],
-            chosen=int(candidates["chosen"]), logprobs=[float(x) for x in candidates["logprobs"]],
-            temperature=float(candidates["temperature"]),
+            state=state, prompt_ids=list(prompt_ids), commands=record.commands, candidate_ids=record.ids,
+            chosen=record.chosen, logprobs=record.logprobs, temperature=record.temperature,
         )  # fmt: skip
 
 

@@ -24,6 +24,14 @@ whatever the store is missing from the snapshot it resumes from. Steps after
 the newest snapshot are recomputed on resume and logged then, so every step
 is logged exactly once.
 
+`job.json` is a `JobRecord`: what the job resolved when it started (start
+and teacher paths, knowledge version, the consolidation row), its settings,
+and what it has done since (steps asked for, validation, the final
+checkpoint). A typed record rather than a dict, so a misspelt key is an
+AttributeError where it is written, not a silent miss where it is read; its
+JSON keys are the field names, so folders written before it was typed load
+unchanged (a key they lack takes the field's default).
+
 Before a job (or a loop) starts, `check_writable` refuses an output folder it
 could not create or write, and `check_run_name` a run name that, as a folder
 name under the checkpoints folder, would lead out of it (`../x`); both say so
@@ -32,10 +40,12 @@ in one line rather than fail at the first save.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +61,66 @@ STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 _SNAPSHOT = re.compile(r"^resume-(\d+)$")
+
+
+JOB_LAYOUT = 2
+"""Version of job.json's layout; a folder of another layout is refused rather than resumed."""
+
+
+@dataclass
+class ValidationRecord:
+    """The job's validation so far (`distill.validation`); stored in job.json and the checkpoint's meta."""
+
+    history: list[list[float]] = field(default_factory=list)
+    """[step, pass rate] per validated step, the start (step 0) included."""
+    best_step: int | None = None
+    """The step of the best weights so far (pass rate, then step accuracy); None before any."""
+    best_rate: float = -1.0
+    best_accuracy: float | None = None
+    settings: dict[str, Any] | None = None
+    """What a pass rate depends on besides the weights (environment, options, tasks, action mode)."""
+    kept_step: int | None = None
+    """With keep_best, the step whose weights were deployed (set when the job finishes)."""
+
+
+@dataclass
+class JobRecord:
+    """job.json: what a consolidation resolved when it started, its settings, and what it has done."""
+
+    settings: dict[str, Any]
+    """JobConfig and method settings that define the job (a resumed run must match them)."""
+    consolidation_id: int
+    run_id: int
+    round_id: int
+    parent_checkpoint_id: int | None
+    """The start checkpoint's row, when the start is a registered checkpoint."""
+    knowledge_version_id: int | None
+    start_path: str
+    teacher_path: str
+    hparams: dict[str, Any]
+    """settings plus the resolved paths, as stored with the consolidation row."""
+    layout: int = JOB_LAYOUT
+    steps: int | None = None
+    """Steps asked for (it may grow on resume, never shrink)."""
+    moments_from: str | None = None
+    """carry_optimizer: the folder whose AdamW moments the job started from (removed when it finishes)."""
+    outcomes_version_id: int | None = None
+    """credit: the knowledge version recording the job's outcome table (recorded once, also on resume)."""
+    validation: ValidationRecord | None = None
+    checkpoint_id: int | None = None
+    """The final checkpoint's row, once the job is done."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path) -> JobRecord:
+        """The record of a job.json's object; CheckpointError naming the file when it is not one."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            record = cls(**{k: v for k, v in data.items() if k in names})
+            if isinstance(record.validation, dict):
+                record.validation = ValidationRecord(**record.validation)
+        except TypeError as exc:
+            raise CheckpointError(f"{path} is not a consolidation job record: {exc}") from None
+        return record
 
 
 def check_run_name(name: str) -> None:
@@ -77,19 +147,26 @@ def check_writable(folder: Path) -> None:
         raise CheckpointError(f"cannot write checkpoints to {folder}: {existing} is not writable")
 
 
-def read_job(out: Path) -> dict[str, Any] | None:
-    """The job record of an output folder, or None for a fresh folder."""
+def read_job(out: Path) -> JobRecord | None:
+    """The job record of an output folder, or None for a fresh folder; CheckpointError when it is of
+    another layout or not a job record."""
     path = out / JOB_FILE
     if not path.exists():
         return None
-    return _read_json(path)
+    data = _read_json(path)
+    if data.get("layout") != JOB_LAYOUT:
+        raise CheckpointError(
+            f"{out} holds a consolidation written by an older oel (job layout {data.get('layout', 1)}, this "
+            f"oel writes {JOB_LAYOUT}); it cannot be resumed: pick another --out or delete the folder"
+        )
+    return JobRecord.from_json(data, path)
 
 
-def write_job(out: Path, job: dict[str, Any]) -> None:
+def write_job(out: Path, job: JobRecord) -> None:
     """Write (replace atomically) the job record."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f"{JOB_FILE}.tmp"
-    tmp.write_text(json.dumps(job, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(dataclasses.asdict(job), indent=2, sort_keys=True))
     tmp.replace(out / JOB_FILE)
 
 
@@ -195,12 +272,10 @@ def _optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer)
     """Every tensor of the optimizer's per-parameter state, keyed by parameter name and field."""
     tensors = {}
     for name, param in model.named_parameters():
-        for field, value in optimizer.state.get(param, {}).items():
+        for key, value in optimizer.state.get(param, {}).items():
             if not isinstance(value, torch.Tensor):
-                raise CheckpointError(
-                    f"optimizer state {name}.{field} is not a tensor; cannot save it safely"
-                )
-            tensors[f"{name}::{field}"] = value.detach().contiguous()
+                raise CheckpointError(f"optimizer state {name}.{key} is not a tensor; cannot save it safely")
+            tensors[f"{name}::{key}"] = value.detach().contiguous()
     return tensors
 
 

@@ -1,6 +1,6 @@
 """`oel consolidate`: move a round's knowledge (or its rewards) into the weights, by any registered method.
 
-The flags are generated from the settings dataclasses (`distill.job.JobConfig`
+The flags are generated from the settings dataclasses (`distill.job_config.JobConfig`
 and every method's `Config`), so each default is written once, in the
 dataclass; a flag that the chosen method does not take is an error naming the
 ones it does. The job runs with a rich progress bar (loss, KL or reward,
@@ -15,26 +15,25 @@ snapshot.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 from typing import Any
 
 import typer
 
 from distill.config_fields import command_from
-from distill.methods import METHODS
-
-DB_HELP = "Database URL (default: $OEL_DB_URL, else sqlite file oel.db in the working directory)."
+from distill.methods import METHODS, method_class
+from envs.command_errors import fail
+from memory.cli import db_option
 
 
 def _sections() -> tuple[list[type], dict[str, list[str]]]:
     """JobConfig and every method's Config (imports each module), and field -> the methods that take it."""
-    from distill.job import JobConfig
+    from distill.job_config import JobConfig
 
     configs = {
-        f"{name}" if mode == "text" else f"{name} scored": importlib.import_module(module).Config
+        f"{name}" if mode == "text" else f"{name} scored": method_class(name, mode).Config
         for name, modes in METHODS.items()
-        for mode, module in modes.items()
+        for mode in modes
     }
     owners: dict[str, list[str]] = {}
     for name, config in configs.items():
@@ -92,8 +91,7 @@ def run_consolidation(values: dict[str, Any]) -> None:
             finally:
                 job.cleanup()
     except (ConsolidationError, ModelLoadError, StoreError, *ENV_ERRORS) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))
     resumed = f" (resumed after step {result.start_step})" if result.start_step else ""
     console.print(f"checkpoint {result.checkpoint_id} at {result.out}{resumed}")
 
@@ -116,7 +114,7 @@ def build_command() -> Any:
                 "db",
                 inspect.Parameter.KEYWORD_ONLY,
                 annotation=str | None,
-                default=typer.Option(None, "--db", help=DB_HELP),
+                default=db_option(),
             )
         ],  # fmt: skip
         doc=f"Consolidate a round into the weights: {methods}. A flag marked (for ...) is those methods'.",

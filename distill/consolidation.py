@@ -1,8 +1,8 @@
 """One entry point for a consolidation job, from flat settings: what `oel consolidate` and the loop call.
 
 Settings are one flat mapping, as a run file's `[consolidate]` table or the
-command line gives them: `distill.job.JobConfig`'s shared fields plus the
-chosen method's own (`distill.methods.<method>.Config`). `build` splits and
+command line gives them: `distill.job_config.JobConfig`'s shared fields plus the
+chosen method's own (the `Config` of its class in `distill.methods`). `build` splits and
 checks them (an unknown key names the method's own keys), so defaults live
 only in the dataclasses. It also makes the environments the job would play
 once with their options (`envs.checks`: the method's `env_id` / `env_kwargs`,
@@ -20,8 +20,9 @@ import gymnasium
 
 from distill.checkpointing import check_run_name, check_writable
 from distill.errors import ConsolidationError
-from distill.job import ConsolidationJob, ConsolidationResult, JobConfig, split_fields
-from distill.methods import method_module
+from distill.job import ConsolidationJob, ConsolidationResult
+from distill.job_config import JobConfig, split_fields
+from distill.methods import method_class
 from envs.checks import EnvConfigError, check_env
 from memory.store import ExperienceStore
 
@@ -46,15 +47,15 @@ def _check_envs(job_config: JobConfig, method_config: Any) -> None:
 
 def build(values: dict[str, Any]) -> tuple[JobConfig, Any, Any]:
     """(JobConfig, method config, method) from flat settings; ConsolidationError on a bad key or value."""
-    module = method_module(
+    method = method_class(
         values.get("method", JobConfig.method), values.get("action_mode", JobConfig.action_mode)
     )
-    shared, own = split_fields(values, module.Config)
-    job_config, method_config = JobConfig(**shared), module.Config(**own)
+    shared, own = split_fields(values, method.Config)
+    job_config, method_config = JobConfig(**shared), method.Config(**own)
     if not job_config.out:  # the default folder is checkpoints/<run>/...
         check_run_name(job_config.run)
     _check_envs(job_config, method_config)
-    return job_config, method_config, module.Method(job_config, method_config)
+    return job_config, method_config, method(job_config, method_config)
 
 
 def make_job(values: dict[str, Any], store: ExperienceStore) -> ConsolidationJob:

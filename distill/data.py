@@ -4,7 +4,8 @@
   text), deduplicated in first-seen order: FrozenLake episodes of one task
   share their first state, and training ten times on one state per batch
   would only waste compute. SFT's pool is the (state, completion ids) pairs
-  of won episodes instead.
+  of won episodes instead; the scored methods' pool (`scored_pool`) is the
+  unique (state, candidates) of scored steps.
 - The batch order is a pure function of (seed, step): epoch e visits the
   pool in `randperm(n, seed + e)` order and step s takes the next `batch`
   items of that endless stream. A resumed run therefore continues exactly
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
+from distill.candidates import ScoredState
 from distill.errors import ConsolidationError
 from memory import queries
 from memory.store import ExperienceStore
@@ -31,6 +33,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 T = TypeVar("T")
+
+
+@dataclass
+class Response:
+    """One text-mode training row: the state, the student's prompt ids, and the response tokens to score."""
+
+    state: str
+    prompt_ids: list[int]
+    response_ids: list[int]
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,31 @@ def won_pool(steps: pd.DataFrame) -> list[Example]:
     won = steps[steps["episode_won"].astype(bool) & steps["completion_ids"].notna()]
     pairs = dict.fromkeys((s, tuple(ids)) for s, ids in zip(won["state"], won["completion_ids"], strict=True))
     return [Example(state, ids) for state, ids in pairs]
+
+
+def scored_pool(
+    store: ExperienceStore, run: str, round_index: int, split: str, won_only: bool = False, replay: int = 0
+) -> list[ScoredState]:
+    """The round's unique scored states (state, candidates) in first-seen order, and those of `replay`
+    earlier rounds (-1: all); of won episodes if asked (an empty pool when none was won)."""
+    if replay:
+        steps = replay_steps(store, run, round_index, split, replay)
+    else:
+        steps = round_steps(store, run, round_index, split)
+    steps = steps[steps["candidates"].notna()]
+    if steps.empty:
+        raise ConsolidationError(
+            f'round {round_index} of run {run!r} has no scored steps; play it with action_mode = "scored"'
+        )
+    if won_only:
+        steps = steps[steps["episode_won"].astype(bool)]
+    pool: dict[tuple, ScoredState] = {}
+    for row in steps.itertuples(index=False):
+        state = ScoredState.from_step(row.state, row.prompt_ids, row.candidates)
+        pool.setdefault(
+            (state.state, tuple(map(tuple, state.candidate_ids)), won_only and state.chosen), state
+        )
+    return list(pool.values())
 
 
 def round_checkpoint_path(store: ExperienceStore, steps: pd.DataFrame) -> str | None:

@@ -48,7 +48,6 @@ where one action was tried, or that the table does not know, gets no push.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +59,8 @@ from distill.data import batch_indices
 from distill.errors import ConsolidationError
 from distill.rl_losses import group_advantages
 from memory import queries
+from memory.records import CandidateDistribution
+from memory.replay import owed_seeds
 from memory.store import ExperienceStore
 
 RL_SEED_BASE = 1_000_000
@@ -82,7 +83,7 @@ class Turn:
     completion_ids: list[int]
     logprobs: list[float]
     candidates: dict | None
-    """Scored mode: the stored candidate distribution (see `memory.records.StepRecord`)."""
+    """Scored mode: the stored candidate distribution's JSON (`memory.records.CandidateDistribution`)."""
     temperature: float = 1.0
     """T the behaviour log-probs were taken at (the episode's sampling T; 1 for greedy play)."""
 
@@ -140,8 +141,8 @@ def play_groups(
 
     Return the groups, in seed order, and how many episodes were reused from the store.
     """
-    have = Counter(e.seed for e in stored_episodes(store, run=run_id, policy=name))
-    missing = [s for s in seeds for _ in range(max(0, group_size - have[s]))]
+    stored = [e.seed for e in stored_episodes(store, run=run_id, policy=name)]
+    missing = owed_seeds([s for s in seeds for _ in range(group_size)], stored)
     if missing:
         model.eval()
         policy = HFPolicy.from_model(model, tokenizer, name=name)
@@ -150,7 +151,7 @@ def play_groups(
     for episode in stored_episodes(store, run=run_id, policy=name):
         if episode.seed in by_seed and len(by_seed[episode.seed]) < group_size:
             by_seed[episode.seed].append(episode)
-    reused = sum(min(have[s], group_size) for s in seeds)
+    reused = len(seeds) * group_size - len(missing)
     return [by_seed[s] for s in seeds], reused
 
 
@@ -273,7 +274,7 @@ def outcome_advantage(outcomes: dict[str, StateOutcomes], turn: Turn) -> float:
     known = outcomes.get(turn.state)
     if turn.candidates is None or known is None:
         return 0.0
-    action = turn.candidates["commands"][int(turn.candidates["chosen"])]
+    action = CandidateDistribution.played(turn.candidates)
     if action not in known.actions:
         return 0.0
     values = [o.q for o in known.actions.values()]

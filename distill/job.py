@@ -43,7 +43,6 @@ Layout of the output folder: `distill.checkpointing`; the student forms:
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from collections import defaultdict
@@ -55,129 +54,18 @@ from typing import Any, Protocol
 import torch
 
 from agent.hf_policy import HFPolicy
-from agent.model import load_model, resolve_model_path
+from agent.model import load_model
 from agent.policy import Completion, SamplingParams, encode_chat
 from agent.prompts import build_messages
 from agent.trunk_cache import TrunkCache
 from distill import checkpointing as ckpt
 from distill import validation
 from distill.candidates import ScoredState, candidate_log_pi
-from distill.data import round_checkpoint_path, round_steps
 from distill.errors import ConsolidationError
-from distill.losses import DEFAULT_CHUNK
-from distill.students import FORMS, SCALES, load_student, save_final, train_top_layers
-from distill.ternary.config import PATTERNS
+from distill.job_config import LOGISTICS, JobConfig
+from distill.job_store import open_record, register_final
+from distill.students import load_student, save_final, train_top_layers
 from memory.store import ExperienceStore
-
-JOB_LAYOUT = 2
-"""Version of job.json's layout; a folder of another layout is refused (see the module docstring)."""
-
-
-@dataclass
-class JobConfig:
-    """The fields every consolidation method shares; the defaults run on a 2-core CPU with SmolLM2-135M."""
-
-    run: str = "default"
-    """Run name the round belongs to."""
-    round: int = 0
-    """Round index: its logged states are the prompts (prompt-pool methods); the job is filed under it."""
-    method: str = "opcd"
-    """Consolidation method (see `oel consolidate --help` for the list)."""
-    action_mode: str = "text"
-    """text (train on reply tokens, OEL's protocol) or scored (on candidate distributions of scored steps)."""
-    steps: int = 20
-    """Sampled batches; each is used for `updates` optimizer steps (1 except for RL)."""
-    lr: float = 2e-5
-    """AdamW learning rate, constant (OEL uses ~1e-6 at billions of parameters; 135M wants more)."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this."""
-    temperature: float = 0.7
-    """Rollout temperature T: sampling and every KL and log-prob use logits / T."""
-    top_p: float = 0.8
-    """Sampler nucleus threshold (the deployed setting; losses still use the full vocabulary)."""
-    top_k: int = 20
-    """Sampler top-k (the deployed setting; 0 = off)."""
-    max_new_tokens: int = 128
-    """Longest sampled response, in tokens."""
-    model: str | None = None
-    """Student start; None: the checkpoint the round was played with, else the embedded model."""
-    teacher: str | None = None
-    """Teacher checkpoint sharing the vocabulary; None: a frozen copy of the student's start."""
-    knowledge: int | None = None
-    """Knowledge version id in the teacher's prompt; None: the run's latest (extracted or authored)."""
-    split: str = "train"
-    """Which logged split supplies prompts: train only (val chooses settings and test reports)."""
-    out: str | None = None
-    """Output folder; None: checkpoints/<run>/round-<R>-<method>."""
-    student: str = "dense"
-    """Student form: dense, or ternary (BitLinear, N:M mask, deployed packed)."""
-    pattern: str = "2:4"
-    """ternary: N:M sparsity of the student's weights: 2:4, 4:8, 6:8, or none (dense ternary)."""
-    scale: str = "tensor"
-    """ternary: the weight scale 1/mean|W| per tensor or per output row (tensor or row)."""
-    save_every: int = 10
-    """Save a resumable snapshot every this many steps (and after the last)."""
-    seed: int = 0
-    """Seeds the batch order and the sampler, per step."""
-    chunk: int = DEFAULT_CHUNK
-    """Teacher rows turned into full-vocabulary logits at a time."""
-    micro_batch: int = 8
-    """Rows (turns) per forward/backward pass; gradients accumulate over the batch."""
-    train_layers: int | None = None
-    """Train only the last N transformer blocks (and the final norm); None: every weight."""
-    trunk_cache: bool = True
-    """Scored methods with train_layers (dense student): compute the frozen blocks once per state and run
-    only the trained top blocks each step (exact; agent.trunk_cache)."""
-    device: str | None = None
-    """torch device; None: cuda if available, else cpu."""
-    eval_every: int = 0
-    """Play the student greedily on validation tasks before training and every this many steps; 0: off."""
-    eval_episodes: int = 32
-    """Validation tasks per evaluation: the first N seeds of the val split (never trained or tested on)."""
-    eval_env: str | None = None
-    """Validation environment; None: the method's env_id, else the round's environment."""
-    eval_env_kwargs: dict[str, Any] | None = None
-    """Validation environment options; None: the method's env_kwargs when eval_env is the method's env."""
-    keep_best: bool = False
-    """Deploy the best-validated weights (the start counts, a tie goes to the later); needs eval_every."""
-    carry_optimizer: bool = False
-    """Start AdamW from the moments the start checkpoint's job left, and leave ours for the next job."""
-
-    def __post_init__(self) -> None:
-        if self.split != "train":
-            raise ConsolidationError(
-                f"consolidation trains on the train split only, not {self.split!r}: val chooses settings and "
-                "test reports, so neither may be trained on"
-            )
-        if self.keep_best and not self.eval_every:
-            raise ConsolidationError("keep_best needs eval_every > 0: there is nothing to pick the best from")
-        if self.eval_every < 0:
-            raise ConsolidationError(f"eval_every must be >= 0, got {self.eval_every}")
-        for name in ("steps", "max_new_tokens", "save_every", "chunk", "micro_batch", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ConsolidationError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.temperature > 0:
-            raise ConsolidationError(f"temperature must be > 0 for consolidation, got {self.temperature}")
-        if not self.lr > 0:
-            raise ConsolidationError(f"lr must be > 0, got {self.lr}")
-        for name, allowed in (("student", FORMS), ("pattern", PATTERNS), ("scale", SCALES)):
-            if getattr(self, name) not in allowed:
-                raise ConsolidationError(
-                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}"
-                )
-
-    def out_dir(self) -> Path:
-        """Where the job writes: `out`, or checkpoints/<run>/round-<R>-<method>[-ternary-NofM]."""
-        if self.out:
-            return Path(self.out)
-        form = "" if self.student == "dense" else f"-ternary-{self.pattern.replace(':', 'of')}"
-        return Path("checkpoints") / self.run / f"round-{self.round}-{self.method}{form}"
-
-
-LOGISTICS = ("steps", "save_every", "device", "out")
-"""JobConfig fields a resumed job may change (how long and where, not what)."""
 
 
 @dataclass
@@ -250,13 +138,23 @@ class ConsolidationJob:
         self.store = store
         self.out = config.out_dir()
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.record: ckpt.JobRecord | None = None
+        """job.json, once `setup` has read or opened it."""
         self.pending: list[dict[str, Any]] = []
         self.start_step = 0
         self.done_checkpoint: int | None = None
+        self.student: Any = None
+        self.tokenizer: Any = None
+        self.pad_id = 0
+        self.optimizer: torch.optim.Optimizer | None = None
         self.teacher: Any = None
         self.teacher_tokenizer: Any = None
         self.knowledge: str | None = None
         self.trunk: TrunkCache | None = None
+
+    @property
+    def run_id(self) -> int:
+        return self.record.run_id
 
     def settings(self) -> dict[str, Any]:
         """What defines the job; a resumed run must match it (steps and logistics may differ)."""
@@ -271,24 +169,26 @@ class ConsolidationJob:
     def setup(self) -> None:
         """Resolve the start, knowledge and teacher; load the models; resume from the newest snapshot."""
         cfg = self.config
-        self.run_id = self.store.get_run(cfg.run)
-        if self.run_id is None:
+        run_id = self.store.get_run(cfg.run)
+        if run_id is None:
             raise ConsolidationError(f"there is no run named {cfg.run!r} in the store")
-        self.job = self._read_job() or self._new_job()
-        self.done_checkpoint = self.job.get("checkpoint_id")
-        if self.done_checkpoint is not None:
-            self.start_step = self.job["steps"]
-            return
-        if self.done_checkpoint is None and cfg.steps < self.job.get("steps", 0):
-            raise ConsolidationError(
-                f"{self.out} was started for {self.job['steps']} steps; --steps cannot shrink"
-            )
-        if self.job["knowledge_version_id"] is not None:
-            self.knowledge = self.store.knowledge_text(self.job["knowledge_version_id"])
-
-        self.student, self.tokenizer = load_student(
-            self.job["start_path"], cfg.student, cfg.pattern, cfg.scale, self.device
+        record = self._resumed_record() or open_record(
+            self.store, cfg, run_id, self.settings(), self.method.uses_knowledge
         )
+        self.record = record
+        self.done_checkpoint = record.checkpoint_id
+        if self.done_checkpoint is not None:
+            self.start_step = record.steps
+            return
+        if cfg.steps < (record.steps or 0):
+            raise ConsolidationError(
+                f"{self.out} was started for {record.steps} steps; --steps cannot shrink"
+            )
+        if record.knowledge_version_id is not None:
+            self.knowledge = self.store.knowledge_text(record.knowledge_version_id)
+
+        self.student, self.tokenizer = load_student(record.start_path, cfg.student, cfg.pattern, cfg.scale,
+                                                    self.device)  # fmt: skip
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if cfg.train_layers is not None:
             train_top_layers(self.student, cfg.train_layers)
@@ -297,7 +197,7 @@ class ConsolidationJob:
                 self.trunk = TrunkCache(self.student, cfg.train_layers, self.pad_id)
         if self.method.needs_teacher():
             self.teacher, self.teacher_tokenizer = load_model(
-                self.job["teacher_path"], dtype=torch.float32, device=self.device
+                record.teacher_path, dtype=torch.float32, device=self.device
             )
             self.teacher.requires_grad_(False)
             if self.teacher_tokenizer.get_vocab() != self.tokenizer.get_vocab() or (
@@ -305,7 +205,7 @@ class ConsolidationJob:
                 != self.student.get_output_embeddings().weight.shape[0]
             ):
                 raise ConsolidationError(
-                    f"teacher {self.job['teacher_path']} does not share the student's vocabulary"
+                    f"teacher {record.teacher_path} does not share the student's vocabulary"
                 )
         self.method.prepare(self)
         trainable = [p for p in self.student.parameters() if p.requires_grad]
@@ -318,73 +218,24 @@ class ConsolidationJob:
             self.pending = list(state.get("metrics", []))
             self._flush_metrics()
         elif cfg.carry_optimizer:
-            self.job["moments_from"] = (
-                self.job["start_path"]
-                if ckpt.load_moments(Path(self.job["start_path"]), self.student, self.optimizer)
-                else None
-            )
-        self.job["steps"] = cfg.steps
-        ckpt.write_job(self.out, self.job)
+            loaded = ckpt.load_moments(Path(record.start_path), self.student, self.optimizer)
+            record.moments_from = record.start_path if loaded else None
+        record.steps = cfg.steps
+        ckpt.write_job(self.out, record)
 
-    def _read_job(self) -> dict[str, Any] | None:
-        """The job record of the output folder, checked against this job's layout and settings."""
-        job = ckpt.read_job(self.out)
-        if job is None:
+    def _resumed_record(self) -> ckpt.JobRecord | None:
+        """The job record of the output folder, checked against this job's settings; None for a fresh one."""
+        record = ckpt.read_job(self.out)
+        if record is None:
             return None
-        if job.get("layout") != JOB_LAYOUT:
-            raise ConsolidationError(
-                f"{self.out} holds a consolidation written by an older oel (job layout "
-                f"{job.get('layout', 1)}, this oel writes {JOB_LAYOUT}); it cannot be resumed: pick another "
-                "--out or delete the folder"
-            )
         settings = self.settings()
-        differ = {k: v for k, v in job["settings"].items() if settings.get(k, v) != v}
-        if differ or job["settings"].keys() != settings.keys():
+        differ = {k: v for k, v in record.settings.items() if settings.get(k, v) != v}
+        if differ or record.settings.keys() != settings.keys():
             raise ConsolidationError(
                 f"{self.out} holds a consolidation run with other settings ({differ}); "
                 "rerun with those settings to resume it, or pick another --out"
             )
-        return job
-
-    def _new_job(self) -> dict[str, Any]:
-        """Resolve what 'default' means for this job, open the consolidation row, and record both."""
-        cfg = self.config
-        start = cfg.model
-        if start is None:
-            try:
-                start = round_checkpoint_path(
-                    self.store, round_steps(self.store, cfg.run, cfg.round, cfg.split)
-                )
-            except ConsolidationError:  # no logged round (an RL job may run without one)
-                start = None
-        start_path = str(resolve_model_path(start))
-        teacher_path = str(resolve_model_path(cfg.teacher)) if cfg.teacher else start_path
-        knowledge_id = cfg.knowledge
-        if self.method.uses_knowledge:
-            if knowledge_id is None:
-                latest = self.store.latest_knowledge_version(self.run_id)
-                if latest is None:
-                    raise ConsolidationError(
-                        f"run {cfg.run!r} has no knowledge version; run `oel knowledge extract` or "
-                        "`oel knowledge add` first, or pass --knowledge VERSION"
-                    )
-                knowledge_id = latest[0]
-            self.store.knowledge_version(knowledge_id, run_id=self.run_id)  # a clear error for a bad id
-        elif knowledge_id is not None:
-            raise ConsolidationError(f"method {cfg.method!r} uses no knowledge; drop --knowledge")
-        round_id = self.store.start_round(self.run_id, cfg.round)
-        parent_id = self.store.checkpoint_for_path(start_path, run_id=self.run_id)
-        hparams = {**self.settings(), "start_path": start_path, "teacher_path": teacher_path}
-        consolidation_id = self.store.start_consolidation(
-            run_id=self.run_id, round_id=round_id, method=cfg.method, hparams=hparams,
-            knowledge_version_id=knowledge_id, parent_checkpoint_id=parent_id,
-        )  # fmt: skip
-        return {
-            "layout": JOB_LAYOUT, "settings": self.settings(), "consolidation_id": consolidation_id,
-            "run_id": self.run_id, "round_id": round_id, "parent_checkpoint_id": parent_id,
-            "knowledge_version_id": knowledge_id, "start_path": start_path, "teacher_path": teacher_path,
-            "hparams": hparams,
-        }  # fmt: skip
+        return record
 
     # ------------------------------------------------------------------ what methods use
 
@@ -483,12 +334,12 @@ class ConsolidationJob:
         cfg = self.config
         metrics: list[dict[str, Any]] = []
         if self.done_checkpoint is None:
-            if cfg.eval_every and "validation" not in self.job:  # the start, before any step
-                self._validate(0)
+            if cfg.eval_every and self.record.validation is None:  # the start, before any step
+                validation.gate(self, 0)
             for step in range(self.start_step + 1, cfg.steps + 1):
                 row = self.train_step(step)
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                    row["val_pass_rate"], row["val_step_acc"] = self._validate(step)
+                    row["val_pass_rate"], row["val_step_acc"] = validation.gate(self, step)
                 self.pending.append(row)
                 metrics.append(row)
                 if on_step is not None:
@@ -497,66 +348,9 @@ class ConsolidationJob:
                     self.save_checkpoint(step)
             self.done_checkpoint = self._finish()
         return ConsolidationResult(
-            out=self.out, consolidation_id=self.job["consolidation_id"], checkpoint_id=self.done_checkpoint,
+            out=self.out, consolidation_id=self.record.consolidation_id, checkpoint_id=self.done_checkpoint,
             start_step=self.start_step, metrics=metrics,
         )  # fmt: skip
-
-    # ------------------------------------------------------------------ validation (distill.validation)
-
-    def validation_env(self) -> tuple[str, dict]:
-        """The environment id and options validation plays (the run's own game in a loop)."""
-        cfg = self.config
-        own = getattr(self.method_config, "env_id", None)
-        env = cfg.eval_env or own
-        if env is None:
-            env = round_steps(self.store, cfg.run, cfg.round, cfg.split)["env"].mode()[0]
-        if cfg.eval_env_kwargs is not None:
-            return env, dict(cfg.eval_env_kwargs)
-        kwargs = dict(getattr(self.method_config, "env_kwargs", {}) or {}) if env == own else {}
-        return env, kwargs
-
-    def _validation_settings(self) -> dict[str, Any]:
-        """What a validation pass rate depends on besides the weights."""
-        env, kwargs = self.validation_env()
-        cfg = self.config
-        return {"env": env, "env_kwargs": kwargs, "episodes": cfg.eval_episodes,
-                "action_mode": cfg.action_mode, "max_new_tokens": cfg.max_new_tokens}  # fmt: skip
-
-    def _start_rate(self) -> tuple[float, float | None] | None:
-        """The start's validation pass rate and step accuracy when the job that made the start validated
-        exactly these weights on the same tasks (a loop's round starts from the weights the last round
-        kept), else None."""
-        parent = self.job["parent_checkpoint_id"]
-        if parent is None or self.config.student != "dense":
-            return None
-        meta = self.store.checkpoint_info(parent)["meta"] or {}
-        done = meta.get("validation") or {}
-        if done.get("kept_step") is None or done.get("settings") != self._validation_settings():
-            return None
-        return float(done["best_rate"]), done.get("best_accuracy")
-
-    def _validate(self, step: int) -> tuple[float, float | None]:
-        """Validation pass rate and step accuracy after `step`; with keep_best, keep the weights when they
-        are the best yet (the pass rate first, then the step accuracy: `distill.validation.better`)."""
-        env, kwargs = self.validation_env()
-        known = self._start_rate() if step == 0 else None
-        rate, accuracy = known if known is not None else validation.validate(
-            self.store, self.student, self.tokenizer, run_id=self.run_id,
-            consolidation_id=self.job["consolidation_id"], step=step, env_id=env, env_kwargs=kwargs,
-            episodes=self.config.eval_episodes, action_mode=self.config.action_mode,
-            max_new_tokens=self.config.max_new_tokens,
-            trunk_layers=self.config.train_layers if self.trunk is not None else None,
-        )  # fmt: skip
-        record = self.job.setdefault("validation", {"history": [], "best_step": None, "best_rate": -1.0})
-        record["settings"] = self._validation_settings()
-        record["history"] = [h for h in record["history"] if h[0] != step] + [[step, rate]]
-        if self.config.keep_best and validation.better(
-            rate, accuracy, record["best_rate"], record.get("best_accuracy")
-        ):
-            validation.save_best(self.student, self.out)
-            record["best_step"], record["best_rate"], record["best_accuracy"] = step, rate, accuracy
-        ckpt.write_job(self.out, self.job)
-        return rate, accuracy
 
     # ------------------------------------------------------------------ saving
 
@@ -567,51 +361,28 @@ class ConsolidationJob:
 
     def _flush_metrics(self) -> None:
         """Log the pending steps the store does not have yet (a resumed run may find some logged)."""
-        self.store.log_consolidation_steps(self.job["consolidation_id"], self.pending)
+        self.store.log_consolidation_steps(self.record.consolidation_id, self.pending)
         self.pending = []
 
     def _finish(self) -> int:
         """Write the final folder, register it, close the consolidation row; return the checkpoint id."""
-        job = self.job
-        best = job.get("validation", {}).get("best_step")
-        if self.config.keep_best and best is not None and best != self.config.steps:
+        record, keep_best = self.record, self.config.keep_best
+        best = record.validation.best_step if record.validation is not None else None
+        if keep_best and best is not None and best != self.config.steps:
             validation.restore_best(self.student, self.out)
-        if self.config.keep_best and best is not None:  # the deployed weights are exactly the validated ones
-            job["validation"]["kept_step"] = best
+        if keep_best and best is not None:  # the deployed weights are exactly the validated ones
+            record.validation.kept_step = best
         fmt, bits = save_final(self.student, self.tokenizer, self.out, self.config.student)
         if self.config.carry_optimizer:
             ckpt.save_moments(self.out, self.student, self.optimizer)
-        checkpoint_id = self.store.register_checkpoint(
-            path=str(self.out.resolve()), parent_id=job["parent_checkpoint_id"], run_id=job["run_id"],
-            round_id=job["round_id"], method=self.config.method, fmt=fmt, bits_per_weight=bits,
-            meta={"hparams": job["hparams"], "consolidation_id": job["consolidation_id"],
-                  "knowledge_version_id": job["knowledge_version_id"], "validation": job.get("validation")},
-        )  # fmt: skip
-        job["checkpoint_id"] = checkpoint_id
-        ckpt.write_job(self.out, job)
-        self.store.finish_consolidation(job["consolidation_id"], checkpoint_id)
+        record.checkpoint_id = register_final(self.store, record, self.out, self.config.method, fmt, bits)
+        ckpt.write_job(self.out, record)
         ckpt.remove_snapshots(self.out)
         shutil.rmtree(self.out / validation.BEST_DIR, ignore_errors=True)
-        if job.get("moments_from"):  # one set of moments (2x the weights) on disk per lineage
-            ckpt.remove_moments(Path(job["moments_from"]))
-        return checkpoint_id
+        if record.moments_from:  # one set of moments (2x the weights) on disk per lineage
+            ckpt.remove_moments(Path(record.moments_from))
+        return record.checkpoint_id
 
     def cleanup(self) -> None:
         """Drop the models so their memory can be reclaimed."""
-        self.trunk = None
-        for name in ("student", "teacher", "optimizer"):
-            if hasattr(self, name):
-                setattr(self, name, None)
-
-
-def split_fields(values: dict[str, Any], method_config_cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split flat settings into (JobConfig fields, method config fields); unknown keys raise."""
-    shared = {f.name for f in dataclasses.fields(JobConfig)}
-    own = {f.name for f in dataclasses.fields(method_config_cls)}
-    unknown = set(values) - shared - own
-    if unknown:
-        raise ConsolidationError(
-            f"unknown setting(s) {', '.join(sorted(unknown))} for method {values.get('method', 'opcd')!r}; "
-            f"it takes {', '.join(sorted(own)) or 'no settings of its own'} besides the shared ones"
-        )
-    return ({k: v for k, v in values.items() if k in shared}, {k: v for k, v in values.items() if k in own})
+        self.trunk = self.student = self.teacher = self.optimizer = None

@@ -26,25 +26,47 @@ Episodes go to the store like any other, under the run with no round and no
 checkpoint and the policy name `val:c<consolidation>:s<step>`, so round
 statistics and watch-mode claims never count them, and a resumed job reuses
 a step's stored episodes instead of playing them again. The best weights are
-a safetensors file in `out/best/`, with the step and rate in `job.json`.
+a safetensors file in `out/best/`, with the step and rate in `job.json`
+(`distill.checkpointing.ValidationRecord`).
+
+`gate(job, step)` is what the job shell calls: it validates (or, for the
+start, reuses the figure the previous job left for exactly these weights on
+exactly these tasks), records it, and keeps the weights when they are the best.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from safetensors.torch import load_model, save_model
 
 from agent.hf_policy import HFPolicy
 from agent.policy import SamplingParams
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+from distill import checkpointing as ckpt
+from distill.data import round_steps
+from distill.job_config import JobConfig
 from envs.grid.solver import count_optimal
 from memory import queries
+from memory.replay import owed_seeds
 from memory.store import ExperienceStore
 
 VALIDATION_SPLIT = "val"
 BEST_DIR = "best"
+
+
+class GatedJob(Protocol):
+    """What the gate reads of the job shell (`distill.job.ConsolidationJob`, which imports this module)."""
+
+    config: JobConfig
+    method_config: Any
+    store: ExperienceStore
+    record: ckpt.JobRecord
+    student: Any
+    tokenizer: Any
+    trunk: Any
+    out: Path
 
 
 def policy_name(consolidation_id: int, step: int) -> str:
@@ -63,8 +85,7 @@ def validate(
     name = policy_name(consolidation_id, step)
     seeds = list(range(episodes))
     stored = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
-    have = set(stored["seed"].astype(int))
-    missing = [s for s in seeds if s not in have]
+    missing = owed_seeds(seeds, stored["seed"])
     if missing:
         model.eval()
         rollout = RolloutConfig(
@@ -105,3 +126,61 @@ def save_best(model: Any, out: Path) -> None:
 def restore_best(model: Any, out: Path) -> None:
     """Load the best weights saved by `save_best` back into the model."""
     load_model(model, str(out / BEST_DIR / "model.safetensors"), strict=True)
+
+
+def validation_env(job: GatedJob) -> tuple[str, dict]:
+    """The environment id and options a job validates on: `eval_env`, else the method's own game, else the
+    round's; the options `eval_env_kwargs`, else the method's on the method's game (the run's in a loop)."""
+    config = job.config
+    own = getattr(job.method_config, "env_id", None)
+    env = config.eval_env or own
+    if env is None:
+        env = round_steps(job.store, config.run, config.round, config.split)["env"].mode()[0]
+    if config.eval_env_kwargs is not None:
+        return env, dict(config.eval_env_kwargs)
+    kwargs = dict(getattr(job.method_config, "env_kwargs", {}) or {}) if env == own else {}
+    return env, kwargs
+
+
+def gate_settings(job: GatedJob) -> dict[str, Any]:
+    """What a validation pass rate depends on besides the weights."""
+    env, kwargs = validation_env(job)
+    config = job.config
+    return {"env": env, "env_kwargs": kwargs, "episodes": config.eval_episodes,
+            "action_mode": config.action_mode, "max_new_tokens": config.max_new_tokens}  # fmt: skip
+
+
+def known_start(job: GatedJob) -> tuple[float, float | None] | None:
+    """The start's pass rate and step accuracy when the job that made the start validated exactly these
+    weights on the same tasks (a loop's round starts from the weights the last round kept), else None."""
+    parent = job.record.parent_checkpoint_id
+    if parent is None or job.config.student != "dense":
+        return None
+    done = (job.store.checkpoint_info(parent)["meta"] or {}).get("validation") or {}
+    if done.get("kept_step") is None or done.get("settings") != gate_settings(job):
+        return None
+    return float(done["best_rate"]), done.get("best_accuracy")
+
+
+def gate(job: GatedJob, step: int) -> tuple[float, float | None]:
+    """Validation pass rate and step accuracy after `step` (0: the start), recorded in the job record; with
+    keep_best, the weights are kept when they are the best yet (`better`)."""
+    env, kwargs = validation_env(job)
+    config = job.config
+    known = known_start(job) if step == 0 else None
+    rate, accuracy = known if known is not None else validate(
+        job.store, job.student, job.tokenizer, run_id=job.record.run_id,
+        consolidation_id=job.record.consolidation_id, step=step, env_id=env, env_kwargs=kwargs,
+        episodes=config.eval_episodes, action_mode=config.action_mode, max_new_tokens=config.max_new_tokens,
+        trunk_layers=config.train_layers if job.trunk is not None else None,
+    )  # fmt: skip
+    if job.record.validation is None:
+        job.record.validation = ckpt.ValidationRecord()
+    record = job.record.validation
+    record.settings = gate_settings(job)
+    record.history = [h for h in record.history if h[0] != step] + [[step, rate]]
+    if config.keep_best and better(rate, accuracy, record.best_rate, record.best_accuracy):
+        save_best(job.student, job.out)
+        record.best_step, record.best_rate, record.best_accuracy = step, rate, accuracy
+    ckpt.write_job(job.out, job.record)
+    return rate, accuracy

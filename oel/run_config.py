@@ -17,7 +17,7 @@ as on the component's command line:
 
 The loader refuses unknown sections and keys and wrong value types with one
 line that names the file, the section and the key, because a typo in a run
-file should not silently fall back to a default for a 15-minute job. The
+file should not silently fall back to a default for a job of many minutes. The
 fields of `[consolidate]` that the loop sets itself (round, run, model,
 knowledge, out) are refused there too, and its other keys are checked
 against the chosen method's own settings (`distill.consolidation.build`).
@@ -42,10 +42,11 @@ from agent.ray_pool import RaySettings
 from distill.checkpointing import check_run_name
 from distill.consolidation import build as build_consolidation
 from distill.errors import ConsolidationError
-from distill.job import JobConfig
-from distill.methods import method_module
+from distill.job_config import JobConfig
+from distill.methods import method_class
 from envs.checks import EnvConfigError, check_env
 from memory.knowledge.extract import ExtractionConfig
+from oel.conditions import CONDITIONS
 
 
 class LoopConfigError(ValueError):
@@ -143,7 +144,7 @@ class EvaluateSettings:
     """Environments stepped together."""
     seed: int = 0
     """First held-out task."""
-    conditions: list[str] = field(default_factory=lambda: ["none", "knowledge", "consolidated"])
+    conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
     """Which of: none (M_r alone), knowledge (M_r with K_r in context), consolidated (M_r+1 alone)."""
 
 
@@ -164,11 +165,11 @@ class LoopConfig:
     """One run of the online loop; see the module docstring for the sections."""
 
     run: RunSettings = field(default_factory=RunSettings)
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     collect: CollectSettings = field(default_factory=CollectSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     consolidate: dict[str, Any] = field(default_factory=dict)
-    """Fields of `distill.job.JobConfig` and of the chosen method's Config (method, steps, lr, ...)."""
+    """Fields of `distill.job_config.JobConfig` and of the chosen method's Config (method, steps, lr, ...)."""
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     ray: RaySettings = field(default_factory=RaySettings)
@@ -209,8 +210,6 @@ class LoopConfig:
 
 LOOP_SET = ("round", "run", "model", "knowledge", "out", "action_mode")
 """Consolidation settings the loop fills in itself."""
-
-CONDITIONS = ("none", "knowledge", "consolidated")
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -260,7 +259,7 @@ def _build(cls: type, table: Any, where: str, skip: tuple[str, ...] = ()) -> Any
 def _check_consolidate_types(table: dict[str, Any], action_mode: str, where: str) -> None:
     """Type-check `[consolidate]` keys against JobConfig and the chosen method's Config in `action_mode`."""
     try:
-        method_config = method_module(table.get("method", JobConfig.method), action_mode).Config
+        method_config = method_class(table.get("method", JobConfig.method), action_mode).Config
     except ConsolidationError as exc:
         raise LoopConfigError(f"{where}: {exc}") from None
     hints = {**typing.get_type_hints(JobConfig), **typing.get_type_hints(method_config)}

@@ -51,13 +51,14 @@ from distill.candidates import ScoredState
 from distill.data import replay_steps, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
+from distill.validation import validation_env
 from envs.grid.solver import optimal_moves_of_text
 
 LABELS = ("outcomes", "solver")
 
 
 @dataclass
-class Config:
+class ScoredConfig:
     """Step-level credit's own settings."""
 
     batch: int = 0
@@ -94,8 +95,10 @@ class CreditState:
     avoid: list[int]
 
 
-class Method(MethodBase):
+class ScoredMethod(MethodBase):
     """Step-level credit from the outcome table; see the module docstring."""
+
+    Config = ScoredConfig
 
     def prepare(self, job: ConsolidationJob) -> None:
         # ---- 1. the outcome table of this round's and the replayed rounds' scored steps
@@ -112,10 +115,11 @@ class Method(MethodBase):
             self.known_wins = len(self.pool)
             return
         table = credit.outcome_table(steps, self.config.gamma)
-        if "outcomes_version_id" not in job.job:  # once per job, also when it resumes
-            job.job["outcomes_version_id"] = job.store.record_outcomes(
-                run_id=job.run_id, round_id=job.job["round_id"], items=list(credit.outcome_items(table)),
-                meta={"consolidation_id": job.job["consolidation_id"], "gamma": self.config.gamma,
+        record = job.record
+        if record.outcomes_version_id is None:  # once per job, also when it resumes
+            record.outcomes_version_id = job.store.record_outcomes(
+                run_id=record.run_id, round_id=record.round_id, items=list(credit.outcome_items(table)),
+                meta={"consolidation_id": record.consolidation_id, "gamma": self.config.gamma,
                       "rounds": sorted(int(r) for r in steps["round"].unique())},
             )  # fmt: skip
         # ---- 2. the states with something known about them
@@ -158,7 +162,7 @@ class Method(MethodBase):
 def solver_pool(job: ConsolidationJob, steps: pd.DataFrame) -> list[CreditState]:
     """The ceiling's training states: the visited states and the solver's own play of the same train maps
     on the run's own game, each labelled with every optimal move (states where no win fits are left out)."""
-    env_id, env_kwargs = job.validation_env()
+    env_id, env_kwargs = validation_env(job)
     template = ScoredState.from_step(*steps[["state", "prompt_ids", "candidates"]].iloc[0])
     states = dict.fromkeys(steps["state"])
     env = gymnasium.make(env_id, split="train", **env_kwargs)

@@ -21,16 +21,15 @@ from dataclasses import dataclass
 
 import torch
 
-from distill.data import round_steps, state_pool, take_batch
+from distill.data import Response, round_steps, state_pool, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
 from distill.losses import DEFAULT_TOPK, offpolicy_token_kl
-from distill.methods.opcd import Response
-from distill.scoring import pack, response_hidden, response_logits
+from distill.text_batches import pack, response_hidden, response_logits
 
 
 @dataclass
-class Config:
+class TextConfig:
     """Off-policy distillation's own settings."""
 
     batch: int = 4
@@ -43,9 +42,10 @@ class Config:
             raise ConsolidationError(f"batch and topk must be >= 1, got {self.batch}, {self.topk}")
 
 
-class Method(MethodBase):
+class TextMethod(MethodBase):
     """Off-policy context distillation; see the module docstring."""
 
+    Config = TextConfig
     uses_knowledge = True
 
     def prepare(self, job: ConsolidationJob) -> None:

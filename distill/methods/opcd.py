@@ -1,48 +1,54 @@
 """On-policy context distillation (OPCD): move a knowledge text from the prompt into the weights.
 
 The recipe (Ye et al. 2026; microsoft/LMOps `opcd/`, `oel/`), one optimizer
-step per freshly sampled batch:
+step per freshly drawn batch, in both action modes:
 
-1. take a batch of the round's logged states x (the environment is not needed);
-2. the student samples y ~ pi_theta(. | x) WITHOUT the knowledge, at the
-   rollout temperature T;
-3. the frozen teacher scores the same tokens with the knowledge e in its
-   prompt, pi_t(. | e, x, y<t);
-4. loss = mean over response tokens of the top-k reverse KL
-   sum_{v in TopK_student} p_s(v) (log p_s(v) - log p_t(v)), both at T,
-   gradient into the student only (`distill.losses.opcd_token_kl`);
+1. take a batch of the round's logged states x (the environment is not needed),
+   in the order fixed by (seed, step);
+2. the student acts on x WITHOUT the knowledge e, at the rollout temperature T:
+   text mode samples a reply y ~ pi_theta(. | x); scored mode needs no sample,
+   since its policy is the distribution softmax(score(a) / T) over the state's
+   admissible commands, scored exactly;
+3. the frozen teacher reads the same with e in its prompt, no gradient;
+4. loss = the reverse KL from student to teacher (`distill.teacher_kl`):
+   text: mean over response tokens of the top-k reverse KL
+   sum_{v in TopK_student} p_s(v) (log p_s(v) - log p_t(v)), both at T;
+   scored: mean over states of the exact KL(pi_s || pi_t) over the candidates;
 5. the job shell takes one AdamW step with the gradient norm clipped.
 
 Choices worth knowing, candidly:
 
-- The student samples with the deployed sampler settings (T, top-p, top-k),
-  so it visits the prefixes it will visit when deployed; the KL itself is
-  over the full-vocabulary distributions at T, as the policy's log-prob
+- The text student samples with the deployed sampler settings (T, top-p,
+  top-k), so it visits the prefixes it will visit when deployed; the KL itself
+  is over the full-vocabulary distributions at T, as the policy's log-prob
   definition (`agent.policy`) is.
-- "Strictly on-policy" means exactly one update per sampled batch: no
-  minibatch epochs, no importance ratios. At 135M on CPU, generation is most
-  of the step's time anyway.
-- `token_kl` is also the OPCD term of `opcd+rl` (`distill.methods.opcd_rl`),
-  which applies it to the RL episodes' own sampled tokens.
+- "Strictly on-policy" means exactly one update per drawn batch: no minibatch
+  epochs, no importance ratios. At 135M on CPU, generation is most of a text
+  step's time; a scored step costs two forwards of a batch of prompts.
+- Scored states come from the student's own logged play, so they stay
+  on-policy without sampling.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from distill.data import round_steps, state_pool, take_batch
+from agent.policy import encode_chat
+from agent.prompts import build_scored_messages
+from distill.candidates import ScoredState, candidate_log_pi
+from distill.data import Response, round_steps, scored_pool, state_pool, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
-from distill.losses import DEFAULT_TOPK, opcd_token_kl
-from distill.scoring import pack, response_hidden, response_logits
+from distill.losses import DEFAULT_TOPK
+from distill.teacher_kl import state_kl, token_kl
+from distill.text_batches import pack, response_logits
 
 
 @dataclass
-class Config:
-    """OPCD's own settings."""
+class TextConfig:
+    """OPCD's own settings, text mode."""
 
     batch: int = 4
     """Logged states per step (one sampled response each)."""
@@ -55,37 +61,21 @@ class Config:
 
 
 @dataclass
-class Response:
-    """One training row: the state, the student's prompt ids, and the tokens it sampled."""
+class ScoredConfig:
+    """OPCD's own settings, scored mode."""
 
-    state: str
-    prompt_ids: list[int]
-    response_ids: list[int]
+    batch: int = 16
+    """Logged scored states per step."""
 
-
-def token_kl(job: ConsolidationJob, rows: list[Any], student_logits: torch.Tensor, topk: int) -> torch.Tensor:
-    """Per response token [N], the top-k reverse KL of the student to the knowledge-prompted teacher.
-
-    `rows` need `state` and `response_ids`; `student_logits` are the student's
-    logits at those rows' response positions, in order.
-    """
-    teacher_batch = pack(
-        [job.teacher_prompt_ids(r.state) for r in rows],
-        [r.response_ids for r in rows],
-        job.pad_id,
-        job.device,
-    )
-    with torch.no_grad():
-        teacher_hidden = response_hidden(job.teacher, teacher_batch)
-    return opcd_token_kl(
-        student_logits, teacher_hidden, job.teacher.get_output_embeddings(), job.config.temperature, topk,
-        job.config.chunk,
-    )  # fmt: skip
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
 
 
-class Method(MethodBase):
-    """OPCD; see the module docstring."""
+class TextMethod(MethodBase):
+    """OPCD on sampled replies; see the module docstring."""
 
+    Config = TextConfig
     uses_knowledge = True
 
     def prepare(self, job: ConsolidationJob) -> None:
@@ -108,4 +98,39 @@ class Method(MethodBase):
         kl = token_kl(job, rows, response_logits(job.student, student_batch), self.config.topk)
         # ---- 4. mean over the batch's response tokens
         loss = kl.sum() / batch.totals["tokens"]
+        return loss, {"kl": float(loss.detach())}
+
+
+def student_log_pi(job: ConsolidationJob, states: list[ScoredState]) -> list[torch.Tensor]:
+    """The student's log pi over each state's candidates, its prompt WITHOUT knowledge, at the job's T."""
+    prompts = [encode_chat(job.tokenizer, build_scored_messages(s.state, s.commands)) for s in states]
+    return candidate_log_pi(
+        job.student,
+        prompts,
+        [s.candidate_ids for s in states],
+        [job.config.temperature] * len(states),
+        job.pad_id,
+    )
+
+
+class ScoredMethod(MethodBase):
+    """OPCD on candidate distributions; see the module docstring."""
+
+    Config = ScoredConfig
+    uses_knowledge = True
+
+    def prepare(self, job: ConsolidationJob) -> None:
+        cfg = job.config
+        self.pool = scored_pool(job.store, cfg.run, cfg.round, cfg.split)
+
+    def sample(self, job: ConsolidationJob, step: int) -> Batch:
+        # ---- 1. a batch of the round's scored states
+        states = take_batch(self.pool, self.config.batch, step, job.config.seed)
+        return Batch(states, totals={"states": len(states)}, info={"states": len(states)})
+
+    def loss(self, job: ConsolidationJob, rows: list[ScoredState], batch: Batch) -> tuple[torch.Tensor, dict]:
+        # ---- 2. the student scores the candidates without the knowledge; 3. the teacher with it;
+        # ---- 4. the exact reverse KL, mean over the batch's states
+        kl = state_kl(job, rows, student_log_pi(job, rows))
+        loss = kl.sum() / batch.totals["states"]
         return loss, {"kl": float(loss.detach())}

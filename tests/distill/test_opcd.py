@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from distill.consolidation import consolidate, make_job
 from distill.errors import CheckpointError, ConsolidationError
 from distill.losses import opcd_token_kl
-from distill.scoring import pack, response_hidden, response_logits
+from distill.text_batches import pack, response_hidden, response_logits
 from memory import queries
 from memory.records import StepRecord
 from memory.store import ExperienceStore

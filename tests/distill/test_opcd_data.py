@@ -7,7 +7,7 @@ import torch
 
 from distill.data import batch_indices, round_checkpoint_path, round_steps, state_pool, won_pool
 from distill.errors import ConsolidationError
-from distill.scoring import pack
+from distill.text_batches import pack
 from memory.records import StepRecord
 from memory.store import ExperienceStore
 

@@ -26,11 +26,12 @@ import torch
 from click.testing import CliRunner
 from round_helpers import play_round
 
+from distill import policy_gradient as pg
 from distill.consolidation import consolidate, make_job
 from distill.groups import RL_SEED_BASE, policy_name
 from distill.losses import logprobs_at
 from distill.methods import grpo
-from distill.scoring import pack, response_logits
+from distill.text_batches import pack, response_logits
 from envs.textspace import action_space, observation_space
 from memory import queries
 from memory.records import StepRecord
@@ -118,17 +119,17 @@ def _logged_steps(store: ExperienceStore, consolidation_id: int) -> list[int]:
 
 def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, tmp_path):
     job = make_job(_config(tmp_path / "out", env_kwargs={"text": "Say a colour."}), store)
-    assert isinstance(job.method, grpo.Method)
+    assert isinstance(job.method, grpo.TextMethod)
     job.setup()
     try:
-        groups, info = grpo.sample_groups(job, job.method.config, 1, None)
+        groups, info = pg.sample_groups(job, job.method.config, 1, None)
         assert info["reused_episodes"] == 0 and [len(g) for g in groups] == [4, 4]
         assert [g[0].seed for g in groups] == [RL_SEED_BASE, RL_SEED_BASE + 1]
         assert all(e.seed == g[0].seed for g in groups for e in g)
         assert all(e.turns[0].state.startswith("Say a colour.") for g in groups for e in g)  # env_kwargs
         # stored with the run, but outside every round and checkpoint, under a policy naming the step
         df = queries.episodes(store, run="r")
-        mine = df[df["policy"] == policy_name(job.job["consolidation_id"], 1)]
+        mine = df[df["policy"] == policy_name(job.record.consolidation_id, 1)]
         assert len(mine) == 8 and mine["round"].isna().all() and mine["checkpoint"].isna().all()
         assert queries.success_rate(store, run="r", round=0)["episodes"].tolist() == [2]
         # the live student scores the logged tokens exactly as the sampler did: the ratio starts at 1
@@ -140,7 +141,7 @@ def test_fresh_groups_are_stored_apart_and_their_importance_ratio_is_one(store, 
         assert logp.shape == logged.shape
         assert float((logp - logged).abs().max()) < 1e-4
         # asking for the same step again plays nothing new
-        again, info = grpo.sample_groups(job, job.method.config, 1, None)
+        again, info = pg.sample_groups(job, job.method.config, 1, None)
         assert info["reused_episodes"] == 8
         assert [e.episode_id for g in again for e in g] == [e.episode_id for g in groups for e in g]
     finally:

@@ -18,9 +18,12 @@ from round_helpers import play_round
 
 from agent.policy import encode_chat
 from agent.prompts import build_scored_messages
+from distill import policy_gradient as pg
 from distill.candidates import candidate_log_pi, exact_kl
 from distill.consolidation import consolidate, make_job
-from distill.methods import grpo_scored, opcd_scored
+from distill.data import scored_pool
+from distill.methods import grpo, opcd
+from distill.teacher_kl import state_kl
 from envs.textspace import action_space, observation_space
 from memory import queries
 from memory.store import ExperienceStore
@@ -121,13 +124,13 @@ def test_scored_opcd_moves_the_student_toward_the_knowledge_prompted_teacher(sto
     job = make_job(_config(tmp_path / "opcd", method="opcd", batch=4, steps=6, lr=3e-6), store)
     job.setup()
     try:
-        states = opcd_scored.scored_pool(job)
+        states = scored_pool(job.store, job.config.run, job.config.round, job.config.split)
         with torch.no_grad():
-            before = float(opcd_scored.state_kl(job, states, opcd_scored.student_log_pi(job, states)).mean())
+            before = float(state_kl(job, states, opcd.student_log_pi(job, states)).mean())
         for step in range(1, 7):
             job.train_step(step)
         with torch.no_grad():
-            after = float(opcd_scored.state_kl(job, states, opcd_scored.student_log_pi(job, states)).mean())
+            after = float(state_kl(job, states, opcd.student_log_pi(job, states)).mean())
     finally:
         job.cleanup()
     assert after < 0.5 * before, (before, after)
@@ -142,7 +145,7 @@ def test_fresh_scored_groups_have_an_importance_ratio_of_one(store, tmp_path):
         rows = [r for r in batch.rows]
         assert rows and all(r.step.candidate_ids for r in rows)
         with torch.no_grad():
-            log_pi = grpo_scored.student_log_pi(job, rows)
+            log_pi = grpo.student_log_pi(job, rows)
         for row, lp in zip(rows, log_pi, strict=True):
             assert torch.allclose(lp, torch.tensor(row.step.logprobs, dtype=lp.dtype), atol=1e-4)
             assert abs(exact_kl(lp, torch.tensor(row.step.logprobs, dtype=lp.dtype))) < 1e-6
@@ -344,12 +347,12 @@ def test_carried_optimizer_continues_adam_across_jobs_and_keeps_one_copy(store, 
         consolidate(_config(tmp_path / "d", carry_optimizer=True, model=str(tmp_path / "b"), **rl), store)
 
 
-def _action_row(chosen: int, probs: list[float], advantage: float) -> grpo_scored.ActionRow:
+def _action_row(chosen: int, probs: list[float], advantage: float) -> pg.ActionRow:
     from distill.candidates import ScoredState
 
     logprobs = [float(torch.tensor(p).log()) for p in probs]
     step = ScoredState("s", [1], COMMANDS, [[5], [6], [7]], chosen, logprobs, 1.0)
-    return grpo_scored.ActionRow(step, advantage, rl=True)
+    return pg.ActionRow(step, advantage, rl=True)
 
 
 def test_centring_removes_each_commands_mean_push_over_the_batch():
@@ -359,10 +362,10 @@ def test_centring_removes_each_commands_mean_push_over_the_batch():
     for row in rows:
         pi = torch.tensor(row.step.logprobs).exp()
         plain.append((torch.nn.functional.one_hot(torch.tensor(row.step.chosen), 3) - pi) * row.advantage)
-    grpo_scored.center_pushes(rows, 0.0)
+    pg.center_pushes(rows, 0.0)
     for row, push in zip(rows, plain, strict=True):
         assert torch.allclose(torch.tensor(row.push, dtype=torch.float32), push, atol=1e-6)
-    grpo_scored.center_pushes(rows, 1.0)
+    pg.center_pushes(rows, 1.0)
     centred = torch.tensor([r.push for r in rows], dtype=torch.float64)
     assert torch.allclose(centred.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-9)
     differences = torch.tensor([r.push for r in rows]) - torch.stack(plain).double()

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from distill.consolidation import consolidate, make_job
 from distill.errors import ConsolidationError
-from distill.job import JobConfig
+from distill.job_config import JobConfig
 from distill.ternary import BitLinear, PackedBitLinear, limit_bits, load_student
 from distill.ternary.deploy import FMT, LATENT_DIR
 from distill.ternary.quant import nm_mask, quantize_weight
