@@ -20,7 +20,7 @@
 
 What a scored step stores: the chosen command's token ids as the completion,
 their exact token log-probs (T = 1; they sum to the command's score), and the
-candidate distribution (`memory.records.StepRecord.candidates`: commands,
+candidate distribution (`memory.records.CandidateDistribution`: commands,
 their token ids, log softmax(score / T), the chosen index, T), from which
 training recomputes log pi(chosen) exactly.
 
@@ -46,6 +46,7 @@ from agent.prompts import (
     render_scored_state,
     render_state,
 )
+from memory.records import CandidateDistribution
 
 ACTION_MODES = ("text", "scored")
 
@@ -65,7 +66,7 @@ class Decision:
     logprobs: list[float] | None
     latency_s: float
     prompt_computed: int | None
-    candidates: dict | None = None
+    candidates: CandidateDistribution | None = None
     """Scored steps only: the candidate distribution (see the module docstring)."""
 
     @property
@@ -172,10 +173,10 @@ class ScoredForm:
                     prompt_ids=result.prompt_ids, completion_ids=result.candidate_ids[chosen],
                     logprobs=result.token_logprobs[chosen], latency_s=result.latency_s,
                     prompt_computed=result.prompt_computed,
-                    candidates={
-                        "commands": options, "ids": result.candidate_ids, "logprobs": log_pi.tolist(),
-                        "chosen": chosen, "temperature": temperature,
-                    },
+                    candidates=CandidateDistribution(
+                        commands=list(options), ids=result.candidate_ids, logprobs=log_pi.tolist(),
+                        chosen=chosen, temperature=temperature,
+                    ),
                 )  # fmt: skip
         return decisions
 

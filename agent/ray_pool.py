@@ -47,6 +47,7 @@ from agent.backends import make_policy
 from agent.policy import Policy
 from agent.rollout import EpisodeTags, FinishedEpisode, RolloutConfig, RolloutSummary, run_rollouts
 from memory import queries
+from memory.replay import owed_seeds, played_modes
 from memory.store import ExperienceStore
 
 OnEpisode = Callable[[FinishedEpisode, RolloutSummary], None]
@@ -132,11 +133,6 @@ class PoolResult:
     """Worker label -> the seeds it played (one entry per episode, in play order)."""
 
 
-def _modes(action_mode: str) -> list[str]:
-    """The stored action modes that count as played in `action_mode` (as `oel.evaluation` counts them)."""
-    return ["text"] if action_mode == "text" else ["scored", "text-fallback"]
-
-
 def missing_seeds(store: ExperienceStore, chunk: Chunk) -> tuple[list[int], int]:
     """(the chunk's seeds the store lacks, with multiplicity; how many it already holds)."""
     tags = dataclasses.asdict(chunk.tags)
@@ -144,15 +140,10 @@ def missing_seeds(store: ExperienceStore, chunk: Chunk) -> tuple[list[int], int]
         tags.pop("checkpoint_id")  # a seed played on an earlier deployment is still played
     rollout = chunk.rollout
     counts = queries.seed_counts(
-        store, env_id=rollout.env_id, split=rollout.split, action_modes=_modes(rollout.action_mode), **tags
-    )
-    have = Counter(counts)
-    todo = []
-    for seed in chunk.seeds:
-        if have[seed] > 0:
-            have[seed] -= 1
-        else:
-            todo.append(seed)
+        store, env_id=rollout.env_id, split=rollout.split, action_modes=played_modes(rollout.action_mode),
+        **tags,
+    )  # fmt: skip
+    todo = owed_seeds(chunk.seeds, [seed for seed, n in counts.items() for _ in range(n)])
     return todo, len(chunk.seeds) - len(todo)
 
 

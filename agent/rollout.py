@@ -52,7 +52,7 @@ class RolloutConfig:
     """Episode i plays seed `seed + i` of the split (where a game lists its tasks, its (seed+i)-th task)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for `gymnasium.make` (size, holes, max_steps, ...)."""
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     """Sampling settings (OEL: T=0.7, top_p=0.8, top_k=20)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """How much history the prompt shows."""
@@ -217,7 +217,7 @@ def run_rollouts(
                 summary.prompt_tokens += len(decision.prompt_ids or ())
                 summary.prompt_computed += decision.prompt_computed or 0
                 if decision.candidates is not None:
-                    summary.scored_tokens += sum(len(ids) for ids in decision.candidates["ids"])
+                    summary.scored_tokens += sum(len(ids) for ids in decision.candidates.ids)
                 if terminated[i] or truncated[i]:
                     info = infos[i]
                     played = (

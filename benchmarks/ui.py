@@ -20,15 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 RUNS, ROUNDS, EPISODES, STEPS = 10, 5, 1000, 20
 
 
 def build(url: str) -> None:
-    from memory.records import StepRecord
+    from memory.records import CandidateDistribution, StepRecord
     from memory.store import ExperienceStore
 
     obs = "You moved down.\nP . .\nH H .\n. . G\nYou are at row 2, column 1.\nSteps left: 3." * 2
@@ -55,13 +52,9 @@ def build(url: str) -> None:
                             list(range(200)),
                             [75, 4488, 77, 2],
                             [-0.1, -0.2, -0.3, -0.05],
-                            candidates={
-                                "commands": ["[up]", "[down]"],
-                                "ids": [[1], [2]],
-                                "logprobs": [-1.2, -0.35],
-                                "chosen": 1,
-                                "temperature": 1.0,
-                            },
+                            candidates=CandidateDistribution(
+                                ["[up]", "[down]"], [[1], [2]], [-1.2, -0.35], chosen=1, temperature=1.0
+                            ),
                         )
                         for i in range(STEPS)
                     ]

@@ -66,7 +66,7 @@ def _step_values(steps: Sequence[StepRecord]) -> list[tuple]:
             (
                 s.index, s.state, s.prompt, s.completion_text, s.action, s.observation, float(s.reward),
                 encode_ids(s.prompt_ids), encode_ids(s.completion_ids), encode_logprobs(s.logprobs),
-                float(s.latency_s), None if s.candidates is None else json.dumps(s.candidates),
+                float(s.latency_s), None if s.candidates is None else json.dumps(s.candidates.to_json()),
             )
             for s in steps
         ]  # fmt: skip

@@ -42,6 +42,7 @@ from agent.ray_pool import OnEpisode, Player
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
 from envs.grid.solver import count_optimal
 from memory import queries
+from memory.replay import owed_seeds, played_modes
 from memory.stats import wilson_interval
 from memory.store import ExperienceStore
 
@@ -69,7 +70,7 @@ class EvalConfig:
     """Environments stepped together."""
     seed: int = 0
     """First held-out task."""
-    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_new_tokens=128))
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     """Sampling settings (OEL: T=0.7, top_p=0.8, top_k=20)."""
     action_mode: str = "text"
     """text or scored (`agent.forms`); part of the condition: episodes of the other mode do not count."""
@@ -134,7 +135,7 @@ def condition_episodes(
     knowledge = df["knowledge_version"]
     mine = knowledge.isna() if knowledge_version_id is None else knowledge == knowledge_version_id
     played = df["action_mode"].fillna("text")  # older episodes were all text
-    mode = played == "text" if config.action_mode == "text" else played.isin(["scored", "text-fallback"])
+    mode = played.isin(played_modes(config.action_mode))
     same = df["sampling"].map(lambda sampling: _played_as(sampling, config)).astype(bool)
     return df[mine & mode & same & df["seed"].isin(seeds)]
 
@@ -159,10 +160,8 @@ def evaluate(
     the seeds instead (Ray workers). `on_start(n)` is told how many episodes
     will be played now.
     """
-    have = set(
-        condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)["seed"].astype(int)
-    )
-    missing = [s for s in range(config.seed, config.seed + config.episodes) if s not in have]
+    stored = condition_episodes(store, run_id, config, checkpoint_id, knowledge_version_id)["seed"]
+    missing = owed_seeds(range(config.seed, config.seed + config.episodes), stored)
     if on_start is not None:
         on_start(len(missing))
     if missing:

@@ -9,7 +9,7 @@ A round r turns the deployed model M_r into M_{r+1} (docs/architecture.md, "the 
 3. **consolidate**: `distill.consolidation.consolidate` moves K_r into the
    weights (OPCD by default; whatever method and student `[consolidate]` names);
 4. **evaluate**: the held-out split, the same maps every time, under three
-   conditions: M_r alone, M_r with K_r in context, and M_{r+1} alone;
+   conditions (`oel.conditions`): M_r alone, M_r with K_r in context, and M_{r+1} alone;
 5. **deploy**: M_{r+1} becomes the run's deployed checkpoint.
 
 Resumption is the design constraint. Each phase is a job keyed by (run,
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +61,10 @@ from distill.ray_task import consolidate_on_ray
 from memory import queries
 from memory.knowledge.authored import add_authored_knowledge, read_items
 from memory.knowledge.extract import extract_knowledge
+from memory.replay import owed_seeds
 from memory.rounds import PHASES
 from memory.store import ExperienceStore
+from oel.conditions import CONSOLIDATED, KNOWLEDGE, NONE
 from oel.evaluation import EvalConfig, condition_figures, evaluate
 from oel.run_config import LoopConfig, LoopConfigError
 
@@ -239,13 +240,8 @@ class OnlineLoop:
             claimed = self.store.claim_episodes(self.run_id, round_id, cfg.run.env_id)
             self.ui.phase_started(index, "collect", len(claimed))
         else:
-            have = Counter(self._round_episodes(index, "train")["seed"].astype(int))
-            missing = []
-            for seed in cfg.collect.seeds(index):  # each seed group_size times; what is stored counts
-                if have[seed] > 0:
-                    have[seed] -= 1
-                else:
-                    missing.append(seed)
+            # each seed group_size times; what is stored counts
+            missing = owed_seeds(cfg.collect.seeds(index), self._round_episodes(index, "train")["seed"])
             self.ui.phase_started(index, "collect", len(missing))
             if missing:
                 tags = EpisodeTags(self.run_id, round_id, checkpoint_id, version_id)
@@ -339,13 +335,13 @@ class OnlineLoop:
         collected, extracted, consolidated = done["collect"], done["extract"], done["consolidate"]
         version_id = extracted["knowledge_version_id"]
         plans = {
-            "none": (collected["checkpoint_id"], collected["path"], None),
-            "knowledge": (collected["checkpoint_id"], collected["path"], version_id),
-            "consolidated": (consolidated["checkpoint_id"], consolidated["path"], None),
+            NONE: (collected["checkpoint_id"], collected["path"], None),
+            KNOWLEDGE: (collected["checkpoint_id"], collected["path"], version_id),
+            CONSOLIDATED: (consolidated["checkpoint_id"], consolidated["path"], None),
         }
         conditions = {}
         for name in self.config.evaluate.conditions:
-            if name == "knowledge" and version_id is None:
+            if name == KNOWLEDGE and version_id is None:
                 continue  # the round has no knowledge ([extract] source = "none")
             checkpoint_id, path, knowledge_id = plans[name]
             conditions[name] = self._evaluate_condition(
@@ -356,12 +352,12 @@ class OnlineLoop:
     def _evaluate_condition(self, index: int, round_id: int, name: str, checkpoint_id: int, path: str,
                             knowledge_id: int | None) -> dict[str, Any]:  # fmt: skip
         cfg, ev = self.config, self.config.evaluate
-        config = EvalConfig(
+        eval_config = EvalConfig(
             env_id=cfg.run.env_id, env_kwargs=cfg.run.env_kwargs, episodes=ev.episodes, batch=ev.batch,
             seed=ev.seed, sampling=cfg.sampling, action_mode=cfg.run.action_mode,
         )  # fmt: skip
         return evaluate(
-            lambda: self._policy_for(path), self.store, config, run_id=self.run_id,
+            lambda: self._policy_for(path), self.store, eval_config, run_id=self.run_id,
             checkpoint_id=checkpoint_id, knowledge_version_id=knowledge_id, round_id=round_id,
             on_start=lambda n: self.ui.phase_started(index, f"evaluate:{name}", n),
             on_episode=lambda done, summary: self.ui.advance(success=summary.success_rate),

@@ -37,8 +37,10 @@ from starlette.routing import Route
 
 from memory import queries
 from memory.errors import StoreError
+from memory.records import CandidateDistribution
 from memory.store import ExperienceStore
-from oel.report import CONDITIONS, LABELS, round_results, round_rows
+from oel.conditions import CONDITIONS, LABELS
+from oel.run_data import round_results, round_rows
 from oel.ui import charts, tokens
 
 PAGE_SIZE = 100
@@ -183,11 +185,11 @@ class Pages:
         tokenizer = tokens.tokenizer_for(path)
         steps = []
         for row in _records(queries.transcript(self.store, info["id"])):
-            candidates = row["candidates"]
+            candidates = CandidateDistribution.from_json(row["candidates"]) if row["candidates"] else None
             bars = ""
             if candidates:
-                probs = [math.exp(x) for x in candidates["logprobs"]]
-                bars = charts.candidate_bars(candidates["commands"], probs, candidates["chosen"])
+                probs = [math.exp(x) for x in candidates.logprobs]
+                bars = charts.candidate_bars(candidates.commands, probs, candidates.chosen)
             row["bars"] = bars
             row["tokens"] = tokens.token_spans(row["completion_ids"], row["logprobs"], tokenizer)
             row["parsed"] = (

@@ -10,7 +10,7 @@ from store_helpers import insert_running_episode, make_steps
 from memory import queries
 from memory.db import retry_locked
 from memory.models import KnowledgeItemSource, KnowledgeVersionItem, Round
-from memory.records import StepRecord
+from memory.records import CandidateDistribution, StepRecord
 from memory.store import ExperienceStore, StoreError
 
 HEADER = {"env_id": "oel/Test-v0", "task_id": "t0", "seed": 3, "split": "train"}
@@ -269,9 +269,10 @@ def test_latest_knowledge_version_and_text(store):
 
 def test_candidate_distributions_round_trip_and_text_steps_stay_null(store):
     steps = make_steps(2)
-    steps[0].candidates = {"commands": ["[up]", "[down]"], "logprobs": [-0.1, -2.4], "chosen": 0}
+    steps[0].candidates = CandidateDistribution(["[up]", "[down]"], [[1, 2], [3]], [-0.1, -2.4], 0, 0.7)
     episode = store.write_episode({**HEADER, "action_mode": "scored"}, steps, RESULT)
     df = queries.transcript(store, episode)
-    assert df["candidates"].tolist() == [steps[0].candidates, None]
+    assert df["candidates"].tolist() == [steps[0].candidates.to_json(), None]
+    assert CandidateDistribution.from_json(df["candidates"][0]) == steps[0].candidates
     assert store.read_only_sql("SELECT count(*) FROM steps WHERE candidates IS NULL").iloc[0, 0] == 1
     assert queries.episodes(store, action_mode="scored")["id"].tolist() == [episode]
