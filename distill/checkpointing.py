@@ -107,6 +107,8 @@ class JobRecord:
     outcomes_version_id: int | None = None
     """credit: the knowledge version recording the job's outcome table (recorded once, also on resume)."""
     validation: ValidationRecord | None = None
+    teacher_gap: dict[str, Any] | None = None
+    """Distillation: teacher and student measured on the val tasks before training (`distill.validation`)."""
     checkpoint_id: int | None = None
     """The final checkpoint's row, once the job is done."""
 

@@ -8,7 +8,10 @@ clip, one optimizer step per update, log), `save_checkpoint()` (a resumable
 snapshot), `cleanup()`. A method (`distill.methods`) plugs in through four
 members:
 
-    uses_knowledge          whether the teacher's prompt holds a knowledge version
+    uses_knowledge          whether the teacher's prompt holds a knowledge version (unless teacher_knowledge
+                            is off: then the teacher is another checkpoint as it is)
+    distills                whether the teacher is the only signal (then its gap over the student is
+                            measured on val before training, and a gap that is not positive stops the job)
     needs_teacher()         whether a frozen teacher / reference model is loaded
     prepare(job)            once, after the models are loaded (read its prompt pool, ...)
     sample(job, step)       -> Batch: the rows to learn from this step
@@ -62,7 +65,7 @@ from distill import checkpointing as ckpt
 from distill import validation
 from distill.candidates import ScoredState, candidate_log_pi
 from distill.errors import ConsolidationError
-from distill.job_config import LOGISTICS, JobConfig
+from distill.job_config import LOGISTICS, JobConfig, field_defaults
 from distill.job_store import open_record, register_final
 from distill.students import load_student, save_final, train_top_layers
 from memory.store import ExperienceStore
@@ -86,6 +89,7 @@ class Method(Protocol):
     """What a consolidation method supplies; see the module docstring."""
 
     uses_knowledge: bool
+    distills: bool
     updates: int
 
     def needs_teacher(self) -> bool: ...
@@ -103,6 +107,9 @@ class MethodBase:
     """What most methods share: their config kept, one update per batch, a teacher iff knowledge is used."""
 
     uses_knowledge = False
+    distills = False
+    """Whether the teacher is the method's only signal (opcd, offpolicy), so a teacher no better than the
+    student is refused before training (`require_gap`)."""
     updates = 1
 
     def __init__(self, job_config: JobConfig, config: Any) -> None:
@@ -173,7 +180,7 @@ class ConsolidationJob:
         if run_id is None:
             raise ConsolidationError(f"there is no run named {cfg.run!r} in the store")
         record = self._resumed_record() or open_record(
-            self.store, cfg, run_id, self.settings(), self.method.uses_knowledge
+            self.store, cfg, run_id, self.settings(), self.method.uses_knowledge and cfg.teacher_knowledge
         )
         self.record = record
         self.done_checkpoint = record.checkpoint_id
@@ -207,6 +214,11 @@ class ConsolidationJob:
                 raise ConsolidationError(
                     f"teacher {record.teacher_path} does not share the student's vocabulary"
                 )
+        if self.method.distills and record.teacher_gap is None:  # once per job, also when it resumes
+            record.teacher_gap = validation.teacher_gap(self)
+            ckpt.write_job(self.out, record)
+        if self.method.distills and cfg.require_gap:
+            validation.check_gap(record.teacher_gap)
         self.method.prepare(self)
         trainable = [p for p in self.student.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -230,7 +242,10 @@ class ConsolidationJob:
             return None
         settings = self.settings()
         differ = {k: v for k, v in record.settings.items() if settings.get(k, v) != v}
-        if differ or record.settings.keys() != settings.keys():
+        # a setting added to oel since the folder was written matches when it keeps its default
+        defaults = field_defaults(JobConfig, type(self.method_config))
+        differ |= {k: None for k, v in settings.items() if k not in record.settings and defaults.get(k) != v}
+        if differ or record.settings.keys() - settings.keys():
             raise ConsolidationError(
                 f"{self.out} holds a consolidation run with other settings ({differ}); "
                 "rerun with those settings to resume it, or pick another --out"

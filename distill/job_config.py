@@ -4,9 +4,9 @@ A job's settings are `JobConfig` plus the chosen method's own `Config`
 (`distill.methods`); the command-line flags of `oel consolidate` and the keys
 of a run file's `[consolidate]` table are generated from the two dataclasses
 (`distill.config_fields`), so each default is written once, here or in the
-method. `LOGISTICS` names the fields a resumed job may change (how long and
-where, not what); every other field must match the folder's job record
-(`distill.checkpointing.JobRecord`).
+method. `LOGISTICS` names the fields a resumed job may change (how long,
+where, whether a zero teacher gap stops it; not what it trains); every
+other field must match the folder's job record (`distill.checkpointing.JobRecord`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ class JobConfig:
     """Teacher checkpoint sharing the vocabulary; None: a frozen copy of the student's start."""
     knowledge: int | None = None
     """Knowledge version id in the teacher's prompt; None: the run's latest (extracted or authored)."""
+    teacher_knowledge: bool = True
+    """Methods with a teacher: splice the knowledge into the teacher's prompt (OEL's OPCD); false: the teacher
+    is the `teacher` checkpoint as it is (on-policy distillation, e.g. from the run's best dense model)."""
+    require_gap: bool = True
+    """opcd and offpolicy: measure teacher and student on the val tasks first, and stop unless the teacher is
+    better (a teacher no better than its student has nothing to teach); false: go on anyway."""
     split: str = "train"
     """Which logged split supplies prompts: train only (val chooses settings and test reports)."""
     out: str | None = None
@@ -126,8 +132,21 @@ class JobConfig:
         return Path("checkpoints") / self.run / f"round-{self.round}-{self.method}{form}"
 
 
-LOGISTICS = ("steps", "save_every", "device", "out")
-"""JobConfig fields a resumed job may change (how long and where, not what)."""
+LOGISTICS = ("steps", "save_every", "device", "out", "require_gap")
+"""JobConfig fields a resumed job may change (how long, where, and whether a measured teacher gap of 0
+stops it; not what it trains)."""
+
+
+def field_defaults(*classes: type) -> dict[str, Any]:
+    """Field name -> default value, over the given dataclasses (fields without a default are left out)."""
+    out: dict[str, Any] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+    return out
 
 
 def split_fields(values: dict[str, Any], method_config_cls: type) -> tuple[dict[str, Any], dict[str, Any]]:

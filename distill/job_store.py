@@ -47,7 +47,10 @@ def open_record(
             knowledge_id = latest[0]
         store.knowledge_version(knowledge_id, run_id=run_id)  # a clear error for a bad id
     elif knowledge_id is not None:
-        raise ConsolidationError(f"method {config.method!r} uses no knowledge; drop --knowledge")
+        why = "it uses no knowledge"
+        if not config.teacher_knowledge:
+            why = "its teacher reads no knowledge (teacher_knowledge = false)"
+        raise ConsolidationError(f"method {config.method!r} takes no --knowledge here: {why}")
     round_id = store.start_round(run_id, config.round)
     parent_id = store.checkpoint_for_path(start_path, run_id=run_id)
     hparams = {**settings, "start_path": start_path, "teacher_path": teacher_path}
@@ -72,7 +75,8 @@ def register_final(
         round_id=record.round_id, method=method, fmt=fmt, bits_per_weight=bits,
         meta={"hparams": record.hparams, "consolidation_id": record.consolidation_id,
               "knowledge_version_id": record.knowledge_version_id,
-              "validation": None if validation is None else vars(validation).copy()},
+              "validation": None if validation is None else vars(validation).copy(),
+              "teacher_gap": record.teacher_gap},
     )  # fmt: skip
     store.finish_consolidation(record.consolidation_id, checkpoint_id)
     return checkpoint_id

@@ -46,6 +46,7 @@ from agent.policy import SamplingParams
 from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
 from distill import checkpointing as ckpt
 from distill.data import round_steps
+from distill.errors import ConsolidationError
 from distill.job_config import JobConfig
 from envs.grid.solver import count_optimal
 from memory import queries
@@ -65,6 +66,9 @@ class GatedJob(Protocol):
     record: ckpt.JobRecord
     student: Any
     tokenizer: Any
+    teacher: Any
+    teacher_tokenizer: Any
+    knowledge: str | None
     trunk: Any
     out: Path
 
@@ -77,12 +81,13 @@ def policy_name(consolidation_id: int, step: int) -> str:
 def validate(
     store: ExperienceStore, model: Any, tokenizer: Any, *, run_id: int, consolidation_id: int, step: int,
     env_id: str, env_kwargs: dict, episodes: int, action_mode: str, max_new_tokens: int,
-    trunk_layers: int | None = None,
+    trunk_layers: int | None = None, knowledge: str | None = None, name: str | None = None,
 ) -> tuple[float, float | None]:  # fmt: skip
     """Greedy pass rate and step accuracy (None where no solver judges the moves) of `model` on the
     validation tasks after `step` (played now, or found stored); with `trunk_layers`, scored through the
-    trunk cache (the same tasks are validated at every gate)."""
-    name = policy_name(consolidation_id, step)
+    trunk cache (the same tasks are validated at every gate); with `knowledge` in every prompt. `name`
+    labels the episodes (default: the gate's `val:c<consolidation>:s<step>`)."""
+    name = name or policy_name(consolidation_id, step)
     seeds = list(range(episodes))
     stored = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
     missing = owed_seeds(seeds, stored["seed"])
@@ -93,7 +98,9 @@ def validate(
             sampling=SamplingParams(temperature=0, max_new_tokens=max_new_tokens), action_mode=action_mode,
         )  # fmt: skip
         policy = HFPolicy.from_model(model, tokenizer, name=name, trunk_layers=trunk_layers)
-        run_rollouts(policy, store, rollout, tags=EpisodeTags(run_id=run_id), seeds=missing)
+        run_rollouts(
+            policy, store, rollout, knowledge=knowledge, tags=EpisodeTags(run_id=run_id), seeds=missing
+        )
     played = queries.episodes(store, run=run_id, policy=name, split=VALIDATION_SPLIT, env=env_id)
     played = played[played["seed"].isin(seeds)].drop_duplicates("seed")
     if not len(played):
@@ -184,3 +191,39 @@ def gate(job: GatedJob, step: int) -> tuple[float, float | None]:
         record.best_step, record.best_rate, record.best_accuracy = step, rate, accuracy
     ckpt.write_job(job.out, job.record)
     return rate, accuracy
+
+
+def teacher_gap(job: GatedJob) -> dict[str, Any]:
+    """The teacher's and the student's greedy pass rate and step accuracy on the job's val tasks, before
+    training: the teacher with the knowledge in its prompt (unless `teacher_knowledge` is off), the student
+    without. Each plays under its own policy name, so a resumed job finds them stored."""
+    env, kwargs = validation_env(job)
+    config, record = job.config, job.record
+    shared = dict(run_id=record.run_id, consolidation_id=record.consolidation_id, step=0, env_id=env,
+                  env_kwargs=kwargs, episodes=config.eval_episodes, action_mode=config.action_mode,
+                  max_new_tokens=config.max_new_tokens)  # fmt: skip
+    teacher = validate(job.store, job.teacher, job.teacher_tokenizer, knowledge=job.knowledge,
+                       name=f"gap:c{record.consolidation_id}:teacher", **shared)  # fmt: skip
+    student = validate(job.store, job.student, job.tokenizer, name=f"gap:c{record.consolidation_id}:student",
+                       **shared)  # fmt: skip
+    return {"env": env, "tasks": config.eval_episodes, "teacher": list(teacher), "student": list(student),
+            "teacher_knowledge": job.knowledge is not None}  # fmt: skip
+
+
+def check_gap(gap: dict[str, Any]) -> None:
+    """ConsolidationError, one line naming the figures, unless the teacher beats the student: a higher pass
+    rate, or the same and a higher step accuracy."""
+    (t_rate, t_acc), (s_rate, s_acc) = gap["teacher"], gap["student"]
+    ahead = t_rate > s_rate or (
+        t_rate == s_rate and t_acc is not None and s_acc is not None and t_acc > s_acc
+    )
+    if not ahead:
+
+        def figures(rate: float, acc: float | None) -> str:
+            return f"{rate:.1%}" + ("" if acc is None else f", step accuracy {acc:.2f}")
+
+        raise ConsolidationError(
+            f"the teacher is no better than the student on {gap['tasks']} val tasks of {gap['env']} (teacher "
+            f"{figures(t_rate, t_acc)}; student {figures(s_rate, s_acc)}), so distilling it moves nothing; "
+            "pick a better teacher, or set require_gap = false to go on anyway"
+        )

@@ -47,6 +47,7 @@ class TextMethod(MethodBase):
 
     Config = TextConfig
     uses_knowledge = True
+    distills = True
 
     def prepare(self, job: ConsolidationJob) -> None:
         cfg = job.config

@@ -77,6 +77,7 @@ class TextMethod(MethodBase):
 
     Config = TextConfig
     uses_knowledge = True
+    distills = True
 
     def prepare(self, job: ConsolidationJob) -> None:
         cfg = job.config
@@ -118,6 +119,7 @@ class ScoredMethod(MethodBase):
 
     Config = ScoredConfig
     uses_knowledge = True
+    distills = True
 
     def prepare(self, job: ConsolidationJob) -> None:
         cfg = job.config

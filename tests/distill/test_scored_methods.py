@@ -9,6 +9,7 @@ rate: they check that the mechanism moves the right way, not how far.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium
@@ -22,6 +23,7 @@ from distill import policy_gradient as pg
 from distill.candidates import candidate_log_pi, exact_kl
 from distill.consolidation import consolidate, make_job
 from distill.data import scored_pool
+from distill.errors import ConsolidationError
 from distill.methods import grpo, opcd
 from distill.teacher_kl import state_kl
 from envs.textspace import action_space, observation_space
@@ -75,7 +77,7 @@ def store(played):
 
 def _config(out: Path, **kw) -> dict:
     defaults = dict(run="r", round=0, action_mode="scored", steps=3, lr=1e-3, temperature=1.0, save_every=10,
-                    out=str(out))  # fmt: skip
+                    out=str(out), require_gap=False)  # fmt: skip
     return {**defaults, **kw}
 
 
@@ -396,3 +398,44 @@ def test_centred_grpo_trains_on_what_differs_between_states(store, tmp_path):
         make_job(_config(tmp_path / "x", method="rl", center=0.5, objective="gmpo"), store)
     with pytest.raises(ConsolidationError, match="center needs the scored action mode"):
         make_job(_config(tmp_path / "x", method="rl", center=0.5, action_mode="text"), store)
+
+
+def test_a_teacher_no_better_than_its_student_is_refused_before_training_unless_asked(store, tmp_path):
+    """Teacher = the start without knowledge: the same weights on the same prompts, a gap of exactly 0."""
+    out = tmp_path / "nogap"
+    config = _config(out, method="opcd", teacher_knowledge=False, require_gap=True, eval_episodes=4, batch=4)
+    with pytest.raises(ConsolidationError, match=r"no better than the student on 4 val tasks") as err:
+        consolidate(config, store)
+    assert "\n" not in str(err.value) and "require_gap = false" in str(err.value)
+    gap = json.loads((out / "job.json").read_text())["teacher_gap"]
+    assert gap["teacher"] == gap["student"] and gap["teacher_knowledge"] is False
+    played = queries.episodes(
+        store, policy=f"gap:c{json.loads((out / 'job.json').read_text())['consolidation_id']}:teacher"
+    )
+    assert len(played) == 4  # the teacher played the 4 val tasks, and a rerun reuses them
+    went_on = consolidate({**config, "require_gap": False}, store)
+    assert went_on.start_step == 0 and len(went_on.metrics) == config["steps"]
+    assert store.checkpoint_info(went_on.checkpoint_id)["meta"]["teacher_gap"] == gap
+
+
+def test_a_better_teacher_checkpoint_is_distilled_without_knowledge(
+    store, tmp_path, tiny_path_b, monkeypatch
+):
+    """On-policy distillation from another checkpoint as it is; its measured lead lets the job train."""
+    from distill import validation
+
+    figures = {"teacher": (0.75, None), "student": (0.25, None)}
+
+    def scripted(store, model, tokenizer, *, name, knowledge=None, **_kw) -> tuple[float, float | None]:
+        assert knowledge is None  # teacher_knowledge = false: neither prompt holds the knowledge
+        return figures[name.rsplit(":", 1)[1]]
+
+    monkeypatch.setattr(validation, "validate", scripted)
+    config = _config(tmp_path / "better", method="opcd", teacher=str(tiny_path_b), teacher_knowledge=False,
+                     require_gap=True, batch=4)  # fmt: skip
+    result = consolidate(config, store)
+    gap = store.checkpoint_info(result.checkpoint_id)["meta"]["teacher_gap"]
+    assert (gap["teacher"], gap["student"]) == ([0.75, None], [0.25, None])
+    assert len(result.metrics) == config["steps"] and all(m["kl"] > 0 for m in result.metrics)
+    with pytest.raises(ConsolidationError, match="takes no --knowledge here: its teacher reads no knowledge"):
+        consolidate({**config, "out": str(tmp_path / "k"), "knowledge": 1}, store)

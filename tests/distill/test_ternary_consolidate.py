@@ -51,7 +51,7 @@ def store(played_ternary):
 def _config(out: Path, **kw) -> dict:
     defaults = dict(
         run="r", round=0, steps=4, batch=2, max_new_tokens=6, lr=1e-2, save_every=2, out=str(out),
-        student="ternary", pattern="2:4",
+        student="ternary", pattern="2:4", require_gap=False,
     )  # fmt: skip
     return {**defaults, **kw}
 
@@ -182,7 +182,7 @@ def test_the_oel_command_consolidates_ternary_and_plays_the_packed_student(playe
 
     out = tmp_path / "cli"
     args = ["consolidate", "--round", "0", "--run", "r", "--steps", "1", "--batch", "2",
-            "--max-new-tokens", "4", "--student", "ternary", "--pattern", "4:8",
+            "--max-new-tokens", "4", "--student", "ternary", "--pattern", "4:8", "--no-require-gap",
             "--out", str(out), "--db", played_ternary]  # fmt: skip
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
