@@ -15,6 +15,13 @@ dense fp32 (and bf16) timed in the same run on the same machine.
   its packed 2:4 student. It uses the real SmolLM2 weights when `agent.model`
   can provide them, else a random-init model with SmolLM2's exact config (same
   shapes, so the same work per token; the text is noise).
+- Scored play: greedy scored-mode episodes of FrozenLake 4x4 (3 holes, the
+  neighbour line) per second, dense fp32 against its packed 2:4 student, at
+  batch 1 and 32, through the real rollout and policy code (`agent.rollout`,
+  `HFPolicy` with its prefix cache) into a scratch SQLite store. Scored play
+  is prefill, not decode: every step scores the prompt's new tokens and every
+  candidate command as branches of one forward, so this is the kernel on
+  many-token inputs.
 - The pass rate of a ternary student against its dense teacher is a row of
   `benchmarks/learning.py`, which trains it from the best dense model.
 """
@@ -186,17 +193,67 @@ def decode_table(threads: list[int], new_tokens: int) -> None:
     print("(tokens/s; the lm_head and embeddings stay dense fp32 in the packed student)")
 
 
+def scored_table(threads: list[int], batches: list[int], episodes: int) -> None:
+    import copy
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from agent.hf_policy import HFPolicy
+    from agent.model import default_model_path
+    from agent.policy import SamplingParams
+    from agent.rollout import RolloutConfig, run_rollouts
+    from memory.store import ExperienceStore
+
+    dense, label = load_dense()
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
+    packed = pack_model(convert(copy.deepcopy(dense), "2:4"))
+
+    def episodes_per_s(model: nn.Module, batch: int, folder: str) -> tuple[float, float]:
+        config = RolloutConfig(
+            env_id="oel/FrozenLake-4x4-v0", split="val", episodes=max(episodes, batch), batch=batch,
+            env_kwargs={"neighbours": True}, sampling=SamplingParams(temperature=0), action_mode="scored",
+        )  # fmt: skip
+        with ExperienceStore.open(f"sqlite:///{folder}/oel.db") as store, torch.inference_mode():
+            summary = run_rollouts(HFPolicy.from_model(model, tokenizer), store, config)
+        return len(summary.episodes) / summary.seconds, summary.prompt_computed / summary.seconds
+
+    print(f"\n== Scored play, greedy, FrozenLake 4x4 (3 holes, neighbours), {label} ==")
+    print(f"{'threads':>7} {'batch':>5} {'dense tok/s':>12} {'packed tok/s':>13} {'packed/dense':>13} "
+          f"{'dense ep/s':>11} {'packed ep/s':>12}")  # fmt: skip
+    for n in threads:
+        torch.set_num_threads(n)
+        for batch in batches:
+            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+                (d_eps, d_tok), (p_eps, p_tok) = (
+                    episodes_per_s(dense, batch, a),
+                    episodes_per_s(packed, batch, b),
+                )
+            print(f"{n:>7} {batch:>5} {d_tok:>12.0f} {p_tok:>13.0f} {p_tok / d_tok:>12.2f}x {d_eps:>11.2f} "
+                  f"{p_eps:>12.2f}")  # fmt: skip
+    print(
+        "(tok/s: prompt and candidate tokens computed per second, the like-for-like figure; ep/s: episodes\n"
+        " per second over the same val maps, which also depends on how long each model's episodes are; the\n"
+        " packed student is the dense model converted to 2:4 ternary untrained, so it plays other moves)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per decode measurement")
     parser.add_argument("--skip-decode", action="store_true", help="skip the end-to-end generate measurement")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="scored-play batch sizes")
+    parser.add_argument("--episodes", type=int, default=8, help="scored episodes per measurement (>= batch)")
+    parser.add_argument("--only-scored", action="store_true", help="run only the scored-play table")
     args = parser.parse_args()
     print(f"torch {torch.__version__}; no GPU measured (none lent to this run)")
-    bits_table()
-    matvec_table(args.threads)
-    if not args.skip_decode:
-        decode_table(args.threads, args.new_tokens)
+    if not args.only_scored:
+        bits_table()
+        matvec_table(args.threads)
+        if not args.skip_decode:
+            decode_table(args.threads, args.new_tokens)
+    scored_table(args.threads, args.batches, args.episodes)
 
 
 if __name__ == "__main__":
