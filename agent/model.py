@@ -29,7 +29,10 @@ Folders that transformers cannot load on its own (a packed sparse-ternary
 student, say) are loaded by a function registered for a marker file they hold
 (`register_loader`). The registry is the seam that keeps the layering: the
 packed format lives in `distill`, which `agent` must not import, so `distill`
-registers its loader here when it is imported (the `oel` command imports it).
+registers its loader here. It does so when it is imported (the `oel` command
+imports it), and through the package's `oel.model_loaders` entry points, which
+`load_model` runs once: a process that never imports `distill`, such as a Ray
+rollout worker, still loads a packed student.
 """
 
 from __future__ import annotations
@@ -194,9 +197,26 @@ ModelLoader = Callable[[Path, Any, str], Any]
 _LOADERS: dict[str, ModelLoader] = {}
 
 
+LOADER_ENTRY_POINTS = "oel.model_loaders"
+"""Entry-point group of functions that call `register_loader` (pyproject.toml names distill's)."""
+_entry_points_loaded = False
+
+
 def register_loader(marker: str, loader: ModelLoader) -> None:
     """Load every model folder that holds the file `marker` with `loader` (registering again replaces it)."""
     _LOADERS[marker] = loader
+
+
+def _load_entry_points() -> None:
+    """Run every installed `oel.model_loaders` entry point once per process."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    from importlib.metadata import entry_points
+
+    _entry_points_loaded = True
+    for entry in entry_points(group=LOADER_ENTRY_POINTS):
+        entry.load()()
 
 
 def load_model(path: str | os.PathLike[str], dtype: Any = None, device: str = "cpu") -> tuple[Any, Any]:
@@ -206,6 +226,7 @@ def load_model(path: str | os.PathLike[str], dtype: Any = None, device: str = "c
 
     force_offline()
     folder = resolve_model_path(path)
+    _load_entry_points()
     loader = next((fn for marker, fn in _LOADERS.items() if (folder / marker).is_file()), None)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

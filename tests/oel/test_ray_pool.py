@@ -111,3 +111,23 @@ def test_a_killed_worker_is_restarted_and_no_seed_is_lost_or_doubled(cluster, pg
             assert "error" not in outcome, outcome.get("error")
             assert stored(store, run_id, round_id=round_id) == dict.fromkeys(seeds, 1)
             assert victim not in pool.pids()  # Ray restarted it
+
+
+def test_workers_load_a_packed_ternary_student_without_importing_distill(
+    cluster, pg_url, tiny_path, tmp_path
+):
+    """Workers import agent only: the packed loader reaches them through the oel.model_loaders entry point."""
+    from agent.model import load_model
+    from distill.ternary import convert, pack_model, save_packed_student
+
+    model, tokenizer = load_model(tiny_path)
+    packed = tmp_path / "packed"
+    save_packed_student(pack_model(convert(model, "2:4")), packed)
+    tokenizer.save_pretrained(str(packed))
+    with ExperienceStore.open(pg_url) as store:
+        run_id = store.ensure_run("packed")
+        checkpoint = store.checkpoint_for_path(str(packed), run_id=run_id)
+        with RolloutPool(RaySettings(address=cluster.address, workers=2), store, PolicySpec("hf")) as pool:
+            result = pool.play(str(packed), rollout(), EpisodeTags(run_id, None, checkpoint), [0, 1, 2, 3])
+        assert len(result.summary.episodes) == 4
+        assert stored(store, run_id, checkpoint_id=checkpoint) == dict.fromkeys(range(4), 1)
