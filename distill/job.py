@@ -5,13 +5,10 @@ The shape is torchtune's recipe: `setup()` (resolve the start checkpoint,
 knowledge and teacher, load the models, resume from the newest snapshot),
 `train()` (the step loop: sample a batch, accumulate micro-batch losses,
 clip, one optimizer step per update, log), `save_checkpoint()` (a resumable
-snapshot), `cleanup()`. A method (`distill.methods`) plugs in through four
-members:
+snapshot), `cleanup()`. A method (`distill.methods`) plugs in through:
 
-    uses_knowledge          whether the teacher's prompt holds a knowledge version (unless teacher_knowledge
-                            is off: then the teacher is another checkpoint as it is)
-    distills                whether the teacher is the only signal (then its gap over the student is
-                            measured on val before training, and a gap that is not positive stops the job)
+    uses_knowledge          whether the teacher's prompt holds a knowledge version (with teacher_knowledge)
+    distills                whether the teacher is its only signal (so a teacher gap of 0 stops the job)
     needs_teacher()         whether a frozen teacher / reference model is loaded
     prepare(job)            once, after the models are loaded (read its prompt pool, ...)
     sample(job, step)       -> Batch: the rows to learn from this step
@@ -39,9 +36,7 @@ Choices worth knowing, candidly:
   Adam every round takes a full-size, sign-like step on each round's small
   batch, and the measured loop swung between two global moves round after
   round; carried moments average the rounds' gradients instead.
-
-Layout of the output folder: `distill.checkpointing`; the student forms:
-`distill.students`; see also docs/architecture.md.
+Output folder: `distill.checkpointing`; student forms: `distill.students`.
 """
 
 from __future__ import annotations
