@@ -1,0 +1,156 @@
+"""How much of what a dense model learned its sparse-ternary student keeps: the retention table and curve.
+
+The teacher is a dense checkpoint that learned something (by default the one
+the quick preset's run deployed last, `oel loop --config
+runs/frozenlake-quick.toml`). For each N:M pattern asked for, a student starts
+from the teacher's own weights converted to BitLinear (ternary weights, 8-bit
+activations, the N:M mask) and is distilled from it by scored OPCD without
+knowledge: the exact reverse KL between the two candidate distributions
+(`oel consolidate --method opcd --action-mode scored --student ternary
+--teacher T --no-teacher-knowledge`), on the run's logged train states, with
+the job's own validation gate on the 36 val maps every `--eval-every` steps
+(the curve) and the best-validated weights kept. Then the packed student and
+its dense teacher play the 108 test maps of FrozenLake 4x4 (3 holes, the
+neighbour line) greedily, which training and validation never show.
+
+Printed: per student, bits per weight, the test pass rate over distinct maps
+with its 95% Wilson interval, step accuracy, retention (student / teacher
+pass rate), scored episodes per second on those maps; the teacher's gap over
+the untrained student as the job measured it on val; and the val curve (pass
+rate and step accuracy against steps), so a user can see what more CPU buys.
+Floors and the ceiling on the same test maps are in benchmarks/learning.py
+(solver 100%, best blind sequence 17.6%, random over {down, right} 14.8%).
+
+    python benchmarks/retention.py --db oel.db --run frozenlake-quick     # 2:4 and 6:8, 30 steps each
+    python benchmarks/retention.py --teacher checkpoints/x/round-1-credit --patterns 2:4 --steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+ENV = "oel/FrozenLake-4x4-v0"
+SEEN = {"neighbours": True}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--db", default="sqlite:///oel.db", help="the store holding the run (a URL or a path)"
+    )
+    parser.add_argument(
+        "--run", default="frozenlake-quick", help="the run whose logged train states are used"
+    )
+    parser.add_argument("--teacher", help="dense checkpoint folder (default: the run's deployed checkpoint)")
+    parser.add_argument("--patterns", nargs="+", default=["2:4", "6:8"], help="N:M patterns of the students")
+    parser.add_argument("--steps", type=int, default=30, help="distillation steps per student")
+    parser.add_argument(
+        "--eval-every", type=int, default=10, help="val gate every this many steps (the curve)"
+    )
+    parser.add_argument("--batch", type=int, default=16, help="logged scored states per step")
+    parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the student")
+    args = parser.parse_args()
+    url = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
+
+    import envs  # noqa: F401
+    from agent.hf_policy import HFPolicy
+    from agent.policy import SamplingParams
+    from distill.consolidation import consolidate
+    from memory import queries
+    from memory.stats import format_task_rate
+    from memory.store import ExperienceStore
+    from oel.evaluation import EvalConfig, evaluate
+
+    tmp = Path(tempfile.mkdtemp(prefix="oel-retention-"))
+    rows: list[tuple[str, ...]] = []
+    curves: dict[str, list[tuple[int, float, float | None]]] = {}
+    gaps: dict[str, dict] = {}
+    with ExperienceStore.open(url) as store:
+        run_id = store.get_run(args.run)
+        if run_id is None:
+            raise SystemExit(f"error: there is no run {args.run!r} in {url}; run the quick preset first")
+        teacher = args.teacher or store.deployed_checkpoint(run_id)[1]
+        last_round = int(queries.rounds(store, run_id)["round"].max())
+        bench = store.ensure_run(f"retention-{int(time.time())}")  # a fresh run: every model plays, timed
+
+        def test_figures(label: str, path: str) -> tuple[dict, float]:
+            print(f"{label}: greedy on the test maps", flush=True)
+            policy = HFPolicy(path, device="cpu")
+            config = EvalConfig(env_id=ENV, env_kwargs=SEEN, episodes=108, batch=36, action_mode="scored",
+                                sampling=SamplingParams(temperature=0.0))  # fmt: skip
+            started = time.perf_counter()
+            figures = evaluate(lambda: policy, store, config, run_id=bench,
+                               checkpoint_id=store.checkpoint_for_path(path, run_id=bench))  # fmt: skip
+            return figures, figures["episodes"] / (time.perf_counter() - started)
+
+        def row(label: str, figures: dict, bits: str, retention: str, speed: float) -> None:
+            f = figures
+            rate = format_task_rate(f["task_score"], f["tasks"], f["wins"], f["episodes"], "maps")
+            accuracy = "-" if figures.get("step_accuracy") is None else f"{figures['step_accuracy']:.2f}"
+            rows.append((label, bits, rate, accuracy, retention, f"{speed:.2f}"))
+
+        dense, dense_speed = test_figures("dense teacher", teacher)
+        row(f"dense teacher ({Path(teacher).name})", dense, "32 (fp32)", "1.00", dense_speed)
+        for pattern in args.patterns:
+            out = tmp / f"ternary-{pattern.replace(':', 'of')}"
+            print(f"{pattern} student: {args.steps} steps of scored OPCD from the dense teacher", flush=True)
+            values = dict(
+                run=args.run, round=last_round, method="opcd", action_mode="scored", student="ternary",
+                pattern=pattern, model=teacher, teacher=teacher, teacher_knowledge=False, steps=args.steps,
+                batch=args.batch, lr=args.lr, temperature=1.0, eval_every=args.eval_every, eval_episodes=36,
+                keep_best=True, eval_env=ENV, eval_env_kwargs=SEEN, save_every=args.steps, out=str(out),
+            )  # fmt: skip
+            result = consolidate(
+                values, store, on_step=lambda m: print(f"  step {m['step']}: kl {m['kl']:.4f}")
+            )
+            info = store.checkpoint_info(result.checkpoint_id)
+            gaps[pattern] = info["meta"]["teacher_gap"]
+            curve = queries.loss_curves(store, run_id)
+            mine = curve[curve["consolidation"] == result.consolidation_id]
+            curves[pattern] = [(0, gaps[pattern]["student"][0], gaps[pattern]["student"][1])] + [
+                (int(s), m["val_pass_rate"], m.get("val_step_acc"))
+                for s, m in zip(mine["step"], mine["metrics"], strict=True)
+                if "val_pass_rate" in m
+            ]
+            student, speed = test_figures(f"{pattern} student", str(result.out))
+            retained = student["task_score"] / dense["task_score"] if dense["task_score"] else float("nan")
+            row(f"{pattern} ternary student, {args.steps} steps", student, f"{info['bits_per_weight']:.2f}",
+                f"{retained:.2f}", speed)  # fmt: skip
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    table = Table(
+        title=f"Retention on the 108 test maps of {ENV} (neighbour line), greedy, scored; 95% CI over maps"
+    )
+    for column in ("model", "bits/weight", "test pass rate [95% CI]", "step acc", "retention", "episodes/s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for cells in rows:
+        table.add_row(*cells)
+    console.print(table)
+    for pattern, gap in gaps.items():
+        (t_rate, t_acc), (s_rate, s_acc) = gap["teacher"], gap["student"]
+        console.print(
+            f"{pattern}: the gap on {gap['tasks']} val maps before training: teacher {t_rate:.1%} (step acc "
+            f"{t_acc:.2f}), untrained student {s_rate:.1%} (step acc {s_acc:.2f})"
+        )
+    curve_table = Table(title="val curve (36 val maps): pass rate / step accuracy after each gate")
+    curve_table.add_column("student")
+    steps = sorted({s for c in curves.values() for s, _r, _a in c})
+    for s in steps:
+        curve_table.add_column(f"step {s}", justify="right")
+    for pattern, points in curves.items():
+        at = {s: f"{r:.1%} / {'-' if a is None else f'{a:.2f}'}" for s, r, a in points}
+        curve_table.add_row(pattern, *(at.get(s, "") for s in steps))
+    console.print(curve_table)
+    print(f"students in {tmp}")
+
+
+if __name__ == "__main__":
+    main()
