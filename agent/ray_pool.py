@@ -143,7 +143,7 @@ def missing_seeds(store: ExperienceStore, chunk: Chunk) -> tuple[list[int], int]
         store, env_id=rollout.env_id, split=rollout.split, action_modes=played_modes(rollout.action_mode),
         **tags,
     )  # fmt: skip
-    todo = owed_seeds(chunk.seeds, [seed for seed, n in counts.items() for _ in range(n)])
+    todo = owed_seeds(chunk.seeds, Counter(counts).elements())
     return todo, len(chunk.seeds) - len(todo)
 
 

@@ -60,7 +60,7 @@ from distill import checkpointing as ckpt
 from distill import validation
 from distill.candidates import ScoredState, candidate_log_pi
 from distill.errors import ConsolidationError
-from distill.job_config import LOGISTICS, JobConfig, field_defaults
+from distill.job_config import LOGISTICS, JobConfig
 from distill.job_store import open_record, register_final
 from distill.students import load_student, save_final, train_top_layers
 from memory.store import ExperienceStore
@@ -238,7 +238,7 @@ class ConsolidationJob:
         settings = self.settings()
         differ = {k: v for k, v in record.settings.items() if settings.get(k, v) != v}
         # a setting added to oel since the folder was written matches when it keeps its default
-        defaults = field_defaults(JobConfig, type(self.method_config))
+        defaults = {**asdict(JobConfig()), **asdict(type(self.method_config)())}
         differ |= {k: None for k, v in settings.items() if k not in record.settings and defaults.get(k) != v}
         if differ or record.settings.keys() - settings.keys():
             raise ConsolidationError(

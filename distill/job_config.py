@@ -137,18 +137,6 @@ LOGISTICS = ("steps", "save_every", "device", "out", "require_gap")
 stops it; not what it trains)."""
 
 
-def field_defaults(*classes: type) -> dict[str, Any]:
-    """Field name -> default value, over the given dataclasses (fields without a default are left out)."""
-    out: dict[str, Any] = {}
-    for cls in classes:
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                out[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f.name] = f.default_factory()
-    return out
-
-
 def split_fields(values: dict[str, Any], method_config_cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split flat settings into (JobConfig fields, method config fields); unknown keys raise."""
     shared = {f.name for f in dataclasses.fields(JobConfig)}

@@ -295,12 +295,19 @@ def row_units(batch: Batch, rows: list[Any]) -> list[int]:
     return [index[id(r)] for r in rows]
 
 
-def ratio_loss(config: Config, new: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, units: list[int],
-               batch: Batch, per: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def ratio_loss(
+    config: Config,
+    new: torch.Tensor,
+    old: torch.Tensor,
+    adv: torch.Tensor,
+    units: list[int] | None,
+    batch: Batch,
+    per: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GRPO's clipped-ratio loss averaged over the batch's `per` (rl_tokens or rl_actions), or GMPO's
     geometric mean per episode averaged over its episodes; and which ratios were clipped.
 
-    `new`, `old` and `adv` are per ratio (a reply token, a chosen command); `units` its episode.
+    `new`, `old` and `adv` are per ratio (a reply token, a chosen command); `units` its episode (GMPO only).
     """
     eps_low, eps_high = config.clip()
     if config.objective == "grpo":
@@ -333,8 +340,10 @@ def text_rl_loss(
     old = torch.tensor([lp for r in rows if r.rl for lp in r.turn.logprobs], device=device)
     kept = [r for r in rows if r.rl]
     adv = torch.tensor(per_token_of([r.advantage for r in rows]), device=device)[rl_mask]
-    units = [u for u, r, n in zip(row_units(batch, rows), rows, per_token, strict=True) if r.rl
-             for _ in range(n)]  # fmt: skip
+    units = None
+    if config.objective == "gmpo":  # GMPO's mean is per episode: each ratio's episode
+        units = [u for u, r, n in zip(row_units(batch, rows), rows, per_token, strict=True) if r.rl
+                 for _ in range(n)]  # fmt: skip
     loss, clipped = ratio_loss(config, logp, old, adv, units, batch, "rl_tokens")
     stats = {
         "rl_loss": float(loss.detach()),
@@ -375,7 +384,7 @@ def scored_rl_loss(job: ConsolidationJob, config: Config, rows: list[ActionRow],
         loss = -(ratio * pushed).sum() / batch.totals["rl_actions"]
         clipped = torch.zeros(len(picked), dtype=torch.bool)
     else:
-        units = row_units(batch, [rows[i] for i in picked])
+        units = row_units(batch, [rows[i] for i in picked]) if config.objective == "gmpo" else None
         loss, clipped = ratio_loss(config, new, old, adv, units, batch, "rl_actions")
     stats = {
         "rl_loss": float(loss.detach()),

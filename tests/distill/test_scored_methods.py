@@ -439,3 +439,17 @@ def test_a_better_teacher_checkpoint_is_distilled_without_knowledge(
     assert len(result.metrics) == config["steps"] and all(m["kl"] > 0 for m in result.metrics)
     with pytest.raises(ConsolidationError, match="takes no --knowledge here: its teacher reads no knowledge"):
         consolidate({**config, "out": str(tmp_path / "k"), "knowledge": 1}, store)
+
+
+def test_a_setting_added_since_the_folder_was_written_resumes_only_at_its_default(store, tmp_path):
+    """A folder written before `teacher_knowledge` existed lacks it: its default matches, no other value."""
+    out = tmp_path / "older"
+    config = _config(out, method="sft", steps=1)
+    consolidate(config, store)
+    job = json.loads((out / "job.json").read_text())
+    del job["settings"]["teacher_knowledge"]
+    (out / "job.json").write_text(json.dumps(job))
+    assert consolidate(config, store).start_step == 1  # finished, and recognised as this job
+    with pytest.raises(ConsolidationError, match=r"other settings \(\{'teacher_knowledge'") as err:
+        consolidate({**config, "teacher_knowledge": False}, store)
+    assert "\n" not in str(err.value)
