@@ -21,7 +21,9 @@ Why it is shaped so:
   taken at T = 1. The output head runs only where a token is sampled or scored.
 - `score` gives the exact log-likelihood (T = 1) of each candidate reply
   after a prompt, the candidates sharing the prompt's KV as branches of one
-  forward (the scored action mode, `agent.forms.ScoredForm`).
+  forward (the scored action mode, `agent.forms.ScoredForm`); a long list of
+  candidates is scored in waves of at most `branch_tokens` tokens per prompt,
+  the prompt computed once.
 - A model being trained is served through `from_model`; the cache notices
   any in-place weight update (parameters' version counters) and forgets
   everything, so an RL step never reuses keys of older weights.
@@ -60,6 +62,20 @@ from agent.trunk_cache import TrunkCache
 
 DEFAULT_PREFIX_CACHE_MB = 1024
 """KV kept for reuse, in MiB (SmolLM2-135M in fp32: 46 KB per token, so about 23k tokens)."""
+DEFAULT_BRANCH_TOKENS = 2048
+"""Candidate tokens scored per prompt in one forward; more candidates are scored in further waves."""
+
+
+def _chunks(lengths: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive (start, end) ranges of `lengths` summing to at most `limit` each (at least one item)."""
+    ranges, start, total = [], 0, 0
+    for i, n in enumerate(lengths):
+        if i > start and total + n > limit:
+            ranges.append((start, i))
+            start, total = i, 0
+        total += n
+    ranges.append((start, len(lengths)))
+    return ranges
 
 
 def sample_tokens(
@@ -98,6 +114,7 @@ class HFPolicy:
         dtype: str | None = None,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
         trunk_layers: int | None = None,
+        branch_tokens: int = DEFAULT_BRANCH_TOKENS,
     ) -> None:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         default_dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
@@ -107,6 +124,7 @@ class HFPolicy:
         self.name = f"hf:{self.path.name}"
         self.prefix_cache = PrefixCache(prefix_cache_mb * 2**20)
         self.trunk_layers = trunk_layers
+        self.branch_tokens = branch_tokens
         self._setup()
 
     @classmethod
@@ -129,6 +147,7 @@ class HFPolicy:
         policy.path, policy.model, policy.tokenizer, policy.name = None, model, tokenizer, name
         policy.prefix_cache = PrefixCache(prefix_cache_mb * 2**20)
         policy.trunk_layers = trunk_layers
+        policy.branch_tokens = DEFAULT_BRANCH_TOKENS
         policy._setup()
         return policy
 
@@ -304,6 +323,30 @@ class HFPolicy:
 
     # ------------------------------------------------------------------ scoring
 
+    def _score_in_waves(
+        self, prompts: list[list[int]], branches: list[list[list[int]]]
+    ) -> tuple[list[list[list[float]]], list[int]]:
+        """Per prompt, each candidate's token log-probs, and the prompt tokens computed.
+
+        A game that lists hundreds of commands (ScienceWorld) would make one
+        forward of every branch at once; so each prompt's candidates are cut into
+        chunks of at most `branch_tokens` tokens, and wave w scores every prompt's
+        w-th chunk. The first wave computes the prompts, the later ones find them
+        in the prefix cache and compute only their branches.
+        """
+        chunks = [_chunks([len(b) for b in cands], self.branch_tokens) for cands in branches]
+        logprobs: list[list[list[float]]] = [[] for _ in prompts]
+        computed = [0] * len(prompts)
+        for wave in range(max(len(c) for c in chunks)):
+            mine = [i for i, c in enumerate(chunks) if wave < len(c)]
+            cut = [branches[i][slice(*chunks[i][wave])] for i in mine]
+            forward, where, counts = self._forward([prompts[i] for i in mine], cut)
+            per_row = branch_logprobs(self.model, forward)
+            for k, i in enumerate(mine):
+                logprobs[i] += [lp.tolist() for lp in per_row[where[k]]]
+                computed[i] += counts[k]
+        return logprobs, computed
+
     def candidate_ids(self, command: str) -> list[int]:
         """The reply tokens of a candidate command: its tokens and the end-of-turn token."""
         return list(self.tokenizer(command, add_special_tokens=False)["input_ids"]) + [self.end_of_reply]
@@ -330,9 +373,7 @@ class HFPolicy:
             logprobs = trunk.token_logprobs(prompts, branches)
             computed = [trunk.filled_tokens - filled] + [0] * (len(prompts) - 1)
         else:
-            forward, where, computed = self._forward(prompts, branches)
-            per_row = branch_logprobs(self.model, forward)
-            logprobs = [[lp.tolist() for lp in per_row[where[i]]] for i in range(len(prompts))]
+            logprobs, computed = self._score_in_waves(prompts, branches)
         latency = time.perf_counter() - start
         return [
             ScoredPrompt(

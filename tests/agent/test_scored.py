@@ -68,6 +68,24 @@ def test_shared_kv_scoring_equals_scoring_each_candidate_from_scratch(policy):
     assert again.scores == pytest.approx(scored[0].scores, abs=TOLERANCE)
 
 
+def test_many_candidates_are_scored_in_waves_with_the_prompt_computed_once(tiny_path, fresh):
+    from agent.hf_policy import HFPolicy
+
+    waves = HFPolicy(tiny_path, device="cpu", branch_tokens=7)  # about two candidates per wave
+    commands = [f"go to room {i}" for i in range(9)] + ["look"]
+    states = ["You are in the hall.", "You are in the kitchen. A door leads north."]
+    conversations = [build_scored_messages(s, commands) for s in states]
+    chunked = waves.score(conversations, [commands, commands[:3]])
+    whole = fresh.score(conversations, [commands, commands[:3]])
+    for got, ref in zip(chunked, whole, strict=True):
+        assert got.candidate_ids == ref.candidate_ids
+        assert got.scores == pytest.approx(ref.scores, abs=TOLERANCE)
+    # later waves find the prompt cached: one prompt token each (the first wave computes the prompt)
+    n_waves = math.ceil(sum(len(c) for c in chunked[0].candidate_ids) / 7)
+    assert n_waves >= 4
+    assert len(chunked[0].prompt_ids) < chunked[0].prompt_computed <= len(chunked[0].prompt_ids) + 2 * n_waves
+
+
 def test_branches_see_the_prompt_but_not_each_other(policy):
     prompt = encode_chat(policy.tokenizer, build_scored_messages("state", COMMANDS))
     ids = [policy.candidate_ids(c) for c in COMMANDS]
