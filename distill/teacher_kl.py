@@ -9,7 +9,8 @@ home that both methods name (docs/architecture.md, "Consolidation"):
   (`distill.losses.opcd_token_kl`);
 - scored mode, per state: the exact KL(pi_student || pi_teacher) over the
   state's candidates, the teacher scoring them after the knowledge-holding
-  scored prompt (`distill.candidates`).
+  scored prompt (`distill.candidates`); or, asked for, the forward
+  KL(pi_teacher || pi_student).
 
 The teacher runs under `no_grad`; only the student's inputs carry gradient.
 """
@@ -50,9 +51,11 @@ def token_kl(job: ConsolidationJob, rows: list[Any], student_logits: torch.Tenso
     )  # fmt: skip
 
 
-def state_kl(job: ConsolidationJob, states: list[ScoredState], student: list[torch.Tensor]) -> torch.Tensor:
-    """Per state [n], KL(student || knowledge-prompted teacher) over its candidates at the job's T;
-    `student` holds the student's log pi over each state's candidates."""
+def state_kl(
+    job: ConsolidationJob, states: list[ScoredState], student: list[torch.Tensor], forward: bool = False
+) -> torch.Tensor:
+    """Per state [n], KL(student || knowledge-prompted teacher) over its candidates at the job's T, or with
+    `forward` KL(teacher || student); `student` holds the student's log pi over each state's candidates."""
     teacher_prompts = [
         encode_chat(job.teacher_tokenizer, build_scored_messages(s.state, s.commands, job.knowledge))
         for s in states
@@ -62,4 +65,5 @@ def state_kl(job: ConsolidationJob, states: list[ScoredState], student: list[tor
             job.teacher, teacher_prompts, [s.candidate_ids for s in states],
             [job.config.temperature] * len(states), job.pad_id,
         )  # fmt: skip
-    return torch.stack([exact_kl(s, t) for s, t in zip(student, teacher, strict=True)])
+    pairs = zip(student, teacher, strict=True)
+    return torch.stack([exact_kl(t, s) if forward else exact_kl(s, t) for s, t in pairs])

@@ -13,7 +13,8 @@ step per freshly drawn batch, in both action modes:
 4. loss = the reverse KL from student to teacher (`distill.teacher_kl`):
    text: mean over response tokens of the top-k reverse KL
    sum_{v in TopK_student} p_s(v) (log p_s(v) - log p_t(v)), both at T;
-   scored: mean over states of the exact KL(pi_s || pi_t) over the candidates;
+   scored: mean over states of the exact KL(pi_s || pi_t) over the candidates
+   (or, with `divergence = "forward"`, KL(pi_t || pi_s));
 5. the job shell takes one AdamW step with the gradient norm clipped.
 
 Choices worth knowing, candidly:
@@ -60,16 +61,27 @@ class TextConfig:
             raise ConsolidationError(f"batch and topk must be >= 1, got {self.batch}, {self.topk}")
 
 
+DIVERGENCES = ("reverse", "forward")
+
+
 @dataclass
 class ScoredConfig:
     """OPCD's own settings, scored mode."""
 
     batch: int = 16
     """Logged scored states per step."""
+    divergence: str = "reverse"
+    """reverse: KL(student || teacher), OPCD's; forward: KL(teacher || student), the teacher-weighted
+    cross-entropy, whose gradient stays large where the student is sure of a move the teacher is not (a
+    freshly ternarized student: README, "Sparse-ternary students")."""
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
+        if self.divergence not in DIVERGENCES:
+            raise ConsolidationError(
+                f"unknown divergence {self.divergence!r}; choose one of {', '.join(DIVERGENCES)}"
+            )
 
 
 class TextMethod(MethodBase):
@@ -133,6 +145,6 @@ class ScoredMethod(MethodBase):
     def loss(self, job: ConsolidationJob, rows: list[ScoredState], batch: Batch) -> tuple[torch.Tensor, dict]:
         # ---- 2. the student scores the candidates without the knowledge; 3. the teacher with it;
         # ---- 4. the exact reverse KL, mean over the batch's states
-        kl = state_kl(job, rows, student_log_pi(job, rows))
+        kl = state_kl(job, rows, student_log_pi(job, rows), forward=self.config.divergence == "forward")
         loss = kl.sum() / batch.totals["states"]
         return loss, {"kl": float(loss.detach())}

@@ -92,28 +92,30 @@ def _p_blue(job, model=None) -> float:
     return float(log_pi[2].exp())
 
 
-def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path):
-    job = make_job(_config(tmp_path / "kl", method="opcd", batch=4), store)
+def _brute_log_pi(model, tokenizer, state, knowledge):
+    """log pi over a state's candidates, each candidate from scratch (one full forward each)."""
+    prompt = encode_chat(tokenizer, build_scored_messages(state.state, state.commands, knowledge))
+    scores = []
+    for ids in state.candidate_ids:
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + ids])).logits[0, len(prompt) - 1 : -1]
+        scores.append(torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(ids)[:, None]).sum())
+    return torch.log_softmax(torch.stack(scores), 0)
+
+
+@pytest.mark.parametrize("divergence", ["reverse", "forward"])
+def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path, divergence):
+    job = make_job(_config(tmp_path / divergence, method="opcd", batch=4, divergence=divergence), store)
     job.setup()
     try:
         batch = job.method.sample(job, 1)
         loss, stats = job.method.loss(job, batch.rows, batch)
         brute = []
         for state in batch.rows:
-
-            def pi(model, knowledge, tokenizer):
-                prompt = encode_chat(tokenizer, build_scored_messages(state.state, state.commands, knowledge))
-                scores = []
-                for ids in state.candidate_ids:  # each candidate from scratch, one full forward each
-                    with torch.no_grad():
-                        logits = model(torch.tensor([prompt + ids])).logits[0, len(prompt) - 1 : -1]
-                    scores.append(
-                        torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(ids)[:, None]).sum()
-                    )
-                return torch.log_softmax(torch.stack(scores), 0)
-
-            p = pi(job.student, None, job.tokenizer)
-            q = pi(job.teacher, job.knowledge, job.teacher_tokenizer)
+            p = _brute_log_pi(job.student, job.tokenizer, state, None)
+            q = _brute_log_pi(job.teacher, job.teacher_tokenizer, state, job.knowledge)
+            if divergence == "forward":
+                p, q = q, p
             brute.append(float((p.exp() * (p - q)).sum()))
         assert float(loss.detach()) == pytest.approx(sum(brute) / len(brute), abs=1e-5)
         assert stats["kl"] == pytest.approx(float(loss.detach()))
