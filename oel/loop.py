@@ -8,9 +8,13 @@ A round r turns the deployed model M_r into M_{r+1} (docs/architecture.md, "the 
    accumulated with the run's earlier ones into knowledge version K_r;
 3. **consolidate**: `distill.consolidation.consolidate` moves K_r into the
    weights (OPCD by default; whatever method and student `[consolidate]` names);
+   with a `[ternary]` table, a second job then distils M_{r+1} into a packed
+   sparse-ternary student (`oel.ternary_round`);
 4. **evaluate**: the held-out split, the same maps every time, under three
-   conditions (`oel.conditions`): M_r alone, M_r with K_r in context, and M_{r+1} alone;
-5. **deploy**: M_{r+1} becomes the run's deployed checkpoint.
+   conditions (`oel.conditions`): M_r alone, M_r with K_r in context, and M_{r+1}
+   alone (and the ternary student, when there is one);
+5. **deploy**: M_{r+1} (or the ternary student, as `[ternary]` says) becomes
+   the run's deployed checkpoint.
 
 Resumption is the design constraint. Each phase is a job keyed by (run,
 round, phase) in the store's `phases` table (`memory.rounds`, which also
@@ -64,7 +68,7 @@ from memory.knowledge.extract import extract_knowledge
 from memory.replay import owed_seeds
 from memory.rounds import PHASES
 from memory.store import ExperienceStore
-from oel.conditions import CONSOLIDATED, KNOWLEDGE, NONE
+from oel.conditions import CONSOLIDATED, KNOWLEDGE, NONE, TERNARY
 from oel.evaluation import EvalConfig, condition_figures, evaluate
 from oel.run_config import LoopConfig, LoopConfigError
 
@@ -307,10 +311,22 @@ class OnlineLoop:
     def _consolidate(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
         cfg = self.config
         out = Path(cfg.run.checkpoints) / cfg.run.name / f"round-{index}"
-        values = cfg.consolidate_values(
-            index, done["collect"]["path"], done["extract"]["knowledge_version_id"], str(out)
-        )
-        self.ui.phase_started(index, "consolidate", values["steps"])
+        previous = self._previous_consolidation(index)
+        start = done["collect"]["path"]
+        if cfg.deploys == "ternary" and previous:  # the dense lineage goes on from the last dense model
+            start = previous["path"]
+        values = cfg.consolidate_values(index, start, done["extract"]["knowledge_version_id"], str(out))
+        result = self._consolidation_job(index, "consolidate", values, out)
+        if cfg.ternary:  # then distil M_r+1 into the ternary student (oel.ternary_round)
+            student_out = out.with_name(f"{out.name}-ternary")
+            student_start = previous.get("ternary", {}).get("path") or result["path"]
+            values = cfg.ternary_values(index, result["path"], student_start, str(student_out))
+            result["ternary"] = self._consolidation_job(index, "consolidate:ternary", values, student_out)
+        return result
+
+    def _consolidation_job(self, index: int, label: str, values: dict[str, Any], out: Path) -> dict[str, Any]:
+        """Run (or resume, or find finished) one consolidation job; what the phase records of it."""
+        self.ui.phase_started(index, label, values["steps"])
         losses: list[float] = []
 
         def on_step(metrics: dict[str, Any]) -> None:
@@ -321,13 +337,22 @@ class OnlineLoop:
         if self.pool is None:
             result = consolidate(values, self.store, on_step)
         else:  # a Ray task with its own resource request (distill.ray_task); it reports at the end
-            remote = consolidate_on_ray({**values, "out": str(out.resolve())}, self.store.url, cfg.ray)
+            values = {**values, "out": str(out.resolve())}
+            remote = consolidate_on_ray(values, self.store.url, self.config.ray)
             result, losses, where = remote.result, remote.losses, {"node": remote.node}
+        info, form = self.store.checkpoint_info(result.checkpoint_id), values.get("student") or "dense"
         return {
-            "checkpoint_id": result.checkpoint_id, "path": self.store.checkpoint_path(result.checkpoint_id),
-            "consolidation_id": result.consolidation_id, "method": values["method"], "steps": values["steps"],
-            "resumed_after": result.start_step, "last_loss": losses[-1] if losses else None, **where,
+            "checkpoint_id": result.checkpoint_id, "path": info["path"], "form": form,
+            "bits_per_weight": info["bits_per_weight"], "consolidation_id": result.consolidation_id,
+            "method": values["method"], "steps": values["steps"], "resumed_after": result.start_step,
+            "last_loss": losses[-1] if losses else None, **where,
         }  # fmt: skip
+
+    def _previous_consolidation(self, index: int) -> dict[str, Any]:
+        """What round index-1's consolidate phase recorded ({} for round 0)."""
+        if index == 0:
+            return {}
+        return self.store.phase_results(self.store.start_round(self.run_id, index - 1)).get("consolidate", {})
 
     # ------------------------------------------------------------------ 4. evaluate
 
@@ -339,9 +364,11 @@ class OnlineLoop:
             KNOWLEDGE: (collected["checkpoint_id"], collected["path"], version_id),
             CONSOLIDATED: (consolidated["checkpoint_id"], consolidated["path"], None),
         }
+        if "ternary" in consolidated:
+            plans[TERNARY] = (consolidated["ternary"]["checkpoint_id"], consolidated["ternary"]["path"], None)
         conditions = {}
         for name in self.config.evaluate.conditions:
-            if name == KNOWLEDGE and version_id is None:
+            if name not in plans or (name == KNOWLEDGE and version_id is None):
                 continue  # the round has no knowledge ([extract] source = "none")
             checkpoint_id, path, knowledge_id = plans[name]
             conditions[name] = self._evaluate_condition(
@@ -367,8 +394,13 @@ class OnlineLoop:
     # ------------------------------------------------------------------ 5. deploy
 
     def _deploy(self, index: int, round_id: int, done: dict[str, dict]) -> dict[str, Any]:
-        checkpoint_id = done["consolidate"]["checkpoint_id"]
+        consolidated = done["consolidate"]
+        chosen = consolidated["ternary"] if self.config.deploys == "ternary" else consolidated
+        checkpoint_id = chosen["checkpoint_id"]
         current = self.store.deployed_checkpoint(self.run_id)
         if current is None or current[0] != checkpoint_id:
             self.store.deploy(self.run_id, checkpoint_id, round_id)
-        return {"checkpoint_id": checkpoint_id, "parent_checkpoint_id": done["collect"]["checkpoint_id"]}
+        return {
+            "checkpoint_id": checkpoint_id, "parent_checkpoint_id": done["collect"]["checkpoint_id"],
+            "form": chosen.get("form", "dense"), "bits_per_weight": chosen.get("bits_per_weight"),
+        }  # fmt: skip

@@ -5,14 +5,17 @@ versions, consolidation steps, checkpoints), so a report can be written at
 any time, by any process, for a run still in progress. Plots:
 
 - pass_rate.png: held-out pass rate per round, with no knowledge, with the
-  knowledge in context, and consolidated (OEL's three curves);
+  knowledge in context, and consolidated (OEL's three curves), and the packed
+  ternary student where the run distils one (`[ternary]`);
 - tokens.png: generated tokens per episode under the same three conditions;
 - knowledge.png: knowledge items and rendered tokens per round;
 - learning.png: the learning curve (the consolidated pass rate with its
   interval, valid actions while collecting, RL groups per round);
 - loss.png: the consolidation loss of every round against its step.
 
-The Markdown holds the same numbers as tables, plus the checkpoint lineage.
+The Markdown holds the same numbers as tables (a column per condition the
+run evaluated), what each round deployed (dense or ternary, with its bits
+per weight), and the checkpoint lineage.
 matplotlib runs on its file-only Agg backend, so no display is needed.
 
 This module only draws and writes; the rows it draws come from
@@ -31,7 +34,7 @@ from memory import queries
 from memory.stats import format_task_rate
 from memory.store import ExperienceStore
 from oel.conditions import CONDITIONS, CONSOLIDATED, LABELS, NONE
-from oel.run_data import loss_curves, round_rows
+from oel.run_data import loss_curves, round_rows, shown_conditions
 
 
 class ReportError(ValueError):
@@ -158,7 +161,7 @@ def _learning_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per round: each condition's pass rate with its 95% interval over distinct tasks, its episodes and
     step accuracy, valid actions, RL groups, and the validation gate's record."""
     table = rows[["round"]].copy()
-    for name in CONDITIONS:
+    for name in shown_conditions(rows):
         table[name] = [condition_cell(row, name) for row in rows.to_dict("records")]
     table["valid actions"] = rows["valid_actions"]
     for kind in ("kept_groups", "filtered_groups", "skipped_groups"):
@@ -201,6 +204,7 @@ def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
     _plot_losses(losses, folder / "loss.png")
 
     growth = queries.knowledge_growth(store, run_id)
+    shown = shown_conditions(rows)
     text = [
         f"# Run `{run}`",
         "",
@@ -211,7 +215,7 @@ def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
         "![pass rate](pass_rate.png)",
         "",
         _markdown_table(
-            rows[["round", "status", *[f"pass_{c}" for c in CONDITIONS], "train_episodes", "train_pass"]]
+            rows[["round", "status", *[f"pass_{c}" for c in shown], "train_episodes", "train_pass"]]
         ),  # fmt: skip
         "",
         "## Learning curve",
@@ -224,7 +228,7 @@ def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
         "",
         "![tokens](tokens.png)",
         "",
-        _markdown_table(rows[["round", *[f"tokens_{c}" for c in CONDITIONS]]]),
+        _markdown_table(rows[["round", *[f"tokens_{c}" for c in shown]]]),
         "",
         "## Knowledge",
         "",
@@ -236,7 +240,9 @@ def write_report(store: ExperienceStore, run: str, out: str | Path) -> Path:
         "",
         "![loss](loss.png)",
         "",
-        _markdown_table(rows[["round", "method", "from_checkpoint", "to_checkpoint"]]),
+        _markdown_table(
+            rows[["round", "method", "from_checkpoint", "to_checkpoint", "ternary_checkpoint", "deployed"]]
+        ),
         "",
         "## Checkpoint lineage",
         "",

@@ -11,6 +11,8 @@ as on the component's command line:
     [extract]      ExtractSettings      where knowledge comes from (policy, model, file, none) and
                                         how it is extracted (memory.knowledge's ExtractionConfig)
     [consolidate]  distill JobConfig + the method's Config (OPCD / baselines / RL, dense or ternary)
+    [ternary]      oel.ternary_round    optional: distil each round's dense model into a packed
+                                        ternary student, evaluate both, deploy the one it names
     [evaluate]     EvaluateSettings     held-out episodes per condition
     [watch]        WatchSettings        triggers for `oel loop --watch`
     [ray]          agent RaySettings    rollout workers on a Ray cluster (address, workers); none: one process
@@ -46,7 +48,8 @@ from distill.job_config import JobConfig
 from distill.methods import method_class
 from envs.checks import EnvConfigError, check_env
 from memory.knowledge.extract import ExtractionConfig
-from oel.conditions import CONDITIONS
+from oel.conditions import CONDITIONS, DEFAULT_CONDITIONS, TERNARY
+from oel.ternary_round import TernaryRoundError, job_values, parse_table
 
 
 class LoopConfigError(ValueError):
@@ -144,8 +147,9 @@ class EvaluateSettings:
     """Environments stepped together."""
     seed: int = 0
     """First held-out task."""
-    conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
-    """Which of: none (M_r alone), knowledge (M_r with K_r in context), consolidated (M_r+1 alone)."""
+    conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
+    """Which of: none (M_r alone), knowledge (M_r with K_r in context), consolidated (M_r+1 alone), ternary
+    (the packed student of M_r+1; a run with a [ternary] table evaluates it whether listed or not)."""
 
 
 @dataclass
@@ -170,6 +174,8 @@ class LoopConfig:
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     consolidate: dict[str, Any] = field(default_factory=dict)
     """Fields of `distill.job_config.JobConfig` and of the chosen method's Config (method, steps, lr, ...)."""
+    ternary: dict[str, Any] = field(default_factory=dict)
+    """Empty: no ternary student. Else the distillation job's fields (as [consolidate]'s) and `deploy`."""
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     ray: RaySettings = field(default_factory=RaySettings)
@@ -193,18 +199,37 @@ class LoopConfig:
 
         `knowledge` is dropped for methods that use none, and `steps` is filled in.
         """
-        values = {
+        values = self._with_eval_env({
             **self.consolidate, "round": round_index, "run": self.run.name, "model": model, "out": out,
             "action_mode": self.run.action_mode,
-        }  # fmt: skip
-        if "eval_env" not in values:  # validation plays the run's own environment, with its options
-            values["eval_env"] = self.run.env_id
-            values.setdefault("eval_env_kwargs", dict(self.run.env_kwargs))
+        })  # fmt: skip
         job_config, _method_config, method = build_consolidation(values)
         if method.uses_knowledge:
             values["knowledge"] = knowledge
         values["steps"] = job_config.steps
         values["method"] = job_config.method
+        return values
+
+    @property
+    def deploys(self) -> str:
+        """Which consolidated model the deploy phase deploys: dense, or the ternary student."""
+        return parse_table(self.ternary)[1] if self.ternary else "dense"
+
+    def ternary_values(self, round_index: int, teacher: str, start: str, out: str) -> dict[str, Any]:
+        """The round's distillation into the ternary student (`oel.ternary_round`), `steps` filled in."""
+        table, _deploy = parse_table(self.ternary)
+        values = self._with_eval_env(job_values(
+            table, run=self.run.name, round_index=round_index, action_mode=self.run.action_mode,
+            teacher=teacher, start=start, out=out,
+        ))  # fmt: skip
+        values["steps"] = build_consolidation(values)[0].steps
+        return values
+
+    def _with_eval_env(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Validation plays the run's own environment, with its options, unless the table names one."""
+        if "eval_env" not in values:
+            values["eval_env"] = self.run.env_id
+            values.setdefault("eval_env_kwargs", dict(self.run.env_kwargs))
         return values
 
 
@@ -292,6 +317,13 @@ def parse_loop_config(data: dict[str, Any], source: str = "<config>") -> LoopCon
                 )
         _check_consolidate_types(table, config.run.action_mode, f"{source} [consolidate]")
         config.consolidate = dict(table)
+    if "ternary" in data:
+        try:
+            job, _deploy = parse_table(data["ternary"])
+        except TernaryRoundError as exc:
+            raise LoopConfigError(f"{source} [ternary]: {exc}") from None
+        _check_consolidate_types(job, config.run.action_mode, f"{source} [ternary]")
+        config.ternary = dict(data["ternary"])
     validate(config, source)
     return config
 
@@ -365,6 +397,28 @@ def validate(config: LoopConfig, source: str) -> None:
         config.consolidate_values(0, "model", None, "out")
     except (ConsolidationError, TypeError) as exc:
         raise LoopConfigError(f"{source} [consolidate]: {exc}") from None
+    _validate_ternary(config, source)
+
+
+def _validate_ternary(config: LoopConfig, source: str) -> None:
+    """A `[ternary]` table builds, plays on a backend that loads packed students, and is evaluated."""
+    if TERNARY in config.evaluate.conditions and not config.ternary:
+        raise LoopConfigError(
+            f"{source} [evaluate].conditions names {TERNARY!r}, but no [ternary] table makes a student"
+        )
+    if not config.ternary:
+        return
+    if config.run.backend != "hf":
+        raise LoopConfigError(
+            f"{source} [ternary]: the packed student plays on the hf backend only (its CPU kernel), not "
+            f"{config.run.backend!r}"
+        )
+    try:
+        config.ternary_values(0, "teacher", "model", "out")
+    except (ConsolidationError, TypeError) as exc:
+        raise LoopConfigError(f"{source} [ternary]: {exc}") from None
+    if TERNARY not in config.evaluate.conditions:  # the round evaluates both models (oel.ternary_round)
+        config.evaluate.conditions.append(TERNARY)
 
 
 def load_loop_config(path: str | Path) -> LoopConfig:

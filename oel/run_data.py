@@ -79,11 +79,27 @@ def round_results(store: ExperienceStore, run_id: int) -> list[dict[str, Any]]:
         row["knowledge_tokens"] = res.get("extract", {}).get("tokens")
         row["from_checkpoint"] = res.get("collect", {}).get("checkpoint_id")
         row["to_checkpoint"] = res.get("consolidate", {}).get("checkpoint_id")
+        row["ternary_checkpoint"] = res.get("consolidate", {}).get("ternary", {}).get("checkpoint_id")
         row["method"] = res.get("consolidate", {}).get("method")
+        row["deployed"] = deployed_label(res.get("deploy"))
         for phase in ("collect", "extract", "consolidate", "evaluate"):
             row[f"{phase}_s"] = res.get(phase, {}).get("seconds")
         rows.append(row)
     return rows
+
+
+def deployed_label(deploy: dict[str, Any] | None) -> str | None:
+    """What the round deployed: 'checkpoint 7 (dense)' or 'checkpoint 8 (ternary, 1.27 bits/weight)'."""
+    if not deploy:
+        return None
+    bits = deploy.get("bits_per_weight")
+    form = deploy.get("form", "dense") + ("" if bits is None else f", {bits:.2f} bits/weight")
+    return f"checkpoint {deploy['checkpoint_id']} ({form})"
+
+
+def shown_conditions(rows: pd.DataFrame) -> list[str]:
+    """The conditions some round of `rows` evaluated, in CONDITIONS order (tables show no empty column)."""
+    return [c for c in CONDITIONS if f"pass_{c}" in rows and rows[f"pass_{c}"].notna().any()]
 
 
 def _group_counts(store: ExperienceStore, run_id: int, round_index: int) -> dict[str, Any]:

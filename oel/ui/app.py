@@ -40,7 +40,7 @@ from memory.errors import StoreError
 from memory.records import CandidateDistribution
 from memory.store import ExperienceStore
 from oel.conditions import CONDITIONS, LABELS
-from oel.run_data import round_results, round_rows
+from oel.run_data import round_results, round_rows, shown_conditions
 from oel.ui import charts, tokens
 
 PAGE_SIZE = 100
@@ -130,7 +130,7 @@ class Pages:
             chart=self._pass_chart(rows, "held-out pass rate per round (95% intervals over distinct tasks)")
             if not rows.empty
             else "",
-            conditions=CONDITIONS,
+            conditions=shown_conditions(rows) if not rows.empty else [],
             labels=LABELS,
         )
 
