@@ -7,7 +7,8 @@ option, a bad value or a damaged game file is refused in one line before a
 model loads, not minutes into a run.
 
 `ENV_ERRORS` are the exceptions environments raise for input a person can fix:
-bad options (`GridOptionsError`, `TextWorldOptionError`, `BabyAIOptionsError`), an unknown split, a
+bad options (`GridOptionsError`, `TextWorldOptionError`, `BabyAIOptionsError`, `BFCLError`: also
+a missing bfcl-eval package or damaged BFCL data), an unknown split, a
 TextWorld game file that is missing, damaged or will not load
 (`GameFileError`), a game TextWorld cannot generate (`GameGenerationError`),
 and `EnvConfigError` from `check_env`. Commands report them as one `error:`
@@ -21,6 +22,7 @@ from typing import Any
 import gymnasium
 
 from envs.babyai import BabyAIOptionsError
+from envs.bfcl import BFCLError
 from envs.grid.base import GridOptionsError
 from envs.registry import ENVIRONMENTS, register_all
 from envs.splits import SplitError
@@ -34,7 +36,7 @@ class EnvConfigError(ValueError):
 
 ENV_ERRORS: tuple[type[Exception], ...] = (
     EnvConfigError, GridOptionsError, TextWorldOptionError, SplitError, GameFileError, GameGenerationError,
-    BabyAIOptionsError,
+    BabyAIOptionsError, BFCLError,
 )  # fmt: skip
 """What environments raise for input a person can fix; a command reports each as one line."""
 

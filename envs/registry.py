@@ -107,6 +107,14 @@ ENVIRONMENTS: list[EnvSpec] = [
         {"level": "BabyAI-OpenDoor-v0"},
     ),
     EnvSpec(
+        "oel/BFCL-MultiTurn-v0",
+        "envs.bfcl.env:BFCLMultiTurnEnv",
+        "BFCL v4 multi-turn function calling (bfcl-eval's data and backends), judged as BFCL's checker does.",
+        "by scenario number (hash), the same in all four categories: 110 train / 35 val / 55 test entries, "
+        "seed i of a split = its i-th entry",
+        False,
+    ),
+    EnvSpec(
         "oel/ToolLookup-v0",
         "envs.tools.tasks:ToolLookupEnv",
         "Questions about a per-seed SQLite staff and price database, answered through LangChain tools.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import gymnasium
 import pytest
@@ -16,6 +17,9 @@ from envs.registry import ENVIRONMENTS
 
 def _param(spec):
     marks = [pytest.mark.slow] if spec.entry_point.startswith("envs.tw") else []
+    if spec.entry_point.startswith("envs.bfcl") and importlib.util.find_spec("bfcl_eval") is None:
+        # installed --no-deps by .ci/run, not by the README's setup (see envs/bfcl)
+        marks.append(pytest.mark.skip(reason="bfcl-eval is not installed"))
     return pytest.param(spec, id=spec.env_id, marks=marks)
 
 
