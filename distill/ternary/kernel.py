@@ -57,6 +57,23 @@ def reference_matmul(x: torch.Tensor, codes: torch.Tensor, wscale: torch.Tensor)
     return (acc / (sx * wscale)).to(x.dtype)
 
 
+def int8_matmul(x: torch.Tensor, codes_t: torch.Tensor, wscale: torch.Tensor) -> torch.Tensor:
+    """The same numbers as the kernel, for many rows: Q8(x) times the int8 codes (in, out) in one int8 GEMM.
+
+    The kernel walks each weight row over at most four tokens at a time, which
+    wins at decode but not at prefill, where a batch of prompts puts hundreds of
+    rows through every layer. There, torch's int8 GEMM (`torch._int_mm`, oneDNN)
+    multiplies the same integers blocked for the cache: int32 sums are exact, so
+    the result equals `reference_matmul` and the kernel bit for bit. It reads the
+    codes unpacked to one byte per weight, which the layer keeps beside the
+    2-bit layout (`PackedBitLinear`).
+    """
+    xq, sx = quantize_activations(x.reshape(-1, x.shape[-1]), 8)
+    acc = torch._int_mm(xq.to(torch.int8), codes_t)
+    out = acc.float() / (sx * wscale)
+    return out.reshape(*x.shape[:-1], -1).to(x.dtype)
+
+
 def _cpu_flags() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

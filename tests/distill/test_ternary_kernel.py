@@ -17,6 +17,7 @@ from distill.ternary import (
 )
 from distill.ternary import kernel as kernel_module
 from distill.ternary.kernel import kernel_layout, reference_matmul, ternary_matmul, unpack_layout
+from distill.ternary.packed_linear import GEMM_ROWS
 
 torch.set_num_threads(1)
 SHAPES = [(1, 1), (3, 7), (5, 129), (192, 576), (576, 576), (33, 1536), (7, 1000)]
@@ -115,6 +116,18 @@ def test_packed_layer_agrees_with_the_training_layer(kernel, pattern):
     with torch.no_grad():
         assert torch.allclose(packed(x), bl(x), rtol=1e-5, atol=1e-5)
         assert packed(x.bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("rows", [GEMM_ROWS, 3 * GEMM_ROWS + 5])
+def test_a_prefill_goes_through_the_int8_gemm_with_the_kernels_numbers(kernel, rows):
+    torch.manual_seed(1)
+    layer = PackedBitLinear.from_bitlinear(BitLinear(200, 72, bias=True, config=TernaryConfig(pattern="2:4")))
+    x = torch.randn(rows, 200) * torch.rand(rows, 1) * 10  # tokens of very different scales
+    with torch.no_grad():
+        gemm = layer(x[None])[0]
+        per_row = torch.cat([layer(x[i : i + 1]) for i in range(rows)])  # one token at a time: the kernel
+    assert layer._gemm_codes is not None
+    assert torch.equal(gemm, per_row)
 
 
 def test_packed_tiny_llama_generates_and_survives_save_load(kernel, tmp_path):
