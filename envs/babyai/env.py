@@ -47,7 +47,8 @@ from typing import Any, ClassVar
 import gymnasium
 
 from envs.babyai.describe import Cell, Offset, View, describe, outcome_line
-from envs.splits import SEED_SPAN, check_split, draw_for_split, episode_seed
+from envs.episode_info import episode_info, played_seed
+from envs.splits import check_split, draw_for_split
 from envs.textspace import action_space, fit, observation_space
 
 LEVELS = (
@@ -167,9 +168,7 @@ class BabyAITextEnv(gymnasium.Env[str, str]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
-        if seed is None:
-            seed = int(self.np_random.integers(SEED_SPAN))
-        self._seed = episode_seed(self.split, seed)
+        self._seed = played_seed(self, self.split, seed)
         level_seeds = random.Random(self._seed)
         with contextlib.redirect_stdout(io.StringIO()):  # minigrid prints every sample it rejects
             key = draw_for_split(self.split, lambda: self._draw(level_seeds.getrandbits(63)), lambda k: k)
@@ -237,17 +236,8 @@ class BabyAITextEnv(gymnasium.Env[str, str]):
         return fit("\n".join(lines))
 
     def _info(self, feedback: str) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "won": self._won,
-            "lost": self._lost,
-            "score": self._score,
-            "max_score": 1.0,
-            "task_id": self._task_id,
-            "admissible_commands": list(ADMISSIBLE),
-            "seed": self._seed,
-            "split": self.split,
-            "steps": self._steps,
-        }
-        if self._over:
-            info["feedback"] = feedback
-        return info
+        return episode_info(
+            won=self._won, lost=self._lost, score=self._score, max_score=1.0, task_id=self._task_id,
+            admissible_commands=list(ADMISSIBLE), seed=self._seed, split=self.split, steps=self._steps,
+            feedback=feedback if self._over else None,
+        )  # fmt: skip

@@ -37,7 +37,8 @@ import gymnasium
 from envs.bfcl.backends import Backends, check_backends
 from envs.bfcl.data import BFCLError, Call, Entry, Function, load_entries
 from envs.bfcl.judge import judge
-from envs.splits import SEED_BASES, SEED_SPAN, check_split, episode_seed, split_listing
+from envs.episode_info import episode_info, played_seed
+from envs.splits import SEED_BASES, check_split, split_listing
 from envs.textspace import action_space, fit, observation_space
 from envs.tools.actions import USAGE, Answer, ToolActionError, parse_tool_action
 
@@ -110,9 +111,7 @@ class BFCLMultiTurnEnv(gymnasium.Env[str, str]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
-        if seed is None:
-            seed = int(self.np_random.integers(SEED_SPAN))
-        self._seed = episode_seed(self.split, seed)
+        self._seed = played_seed(self, self.split, seed)
         self._entry = self.entries[(self._seed - SEED_BASES[self.split]) % len(self.entries)]
         self._backends = Backends(self._entry)
         self._calls = [[]]
@@ -204,19 +203,8 @@ class BFCLMultiTurnEnv(gymnasium.Env[str, str]):
 
     def _info(self, feedback: str) -> dict[str, Any]:
         assert self._entry is not None
-        info: dict[str, Any] = {
-            "won": self._won,
-            "lost": self._lost,
-            "score": int(self._won),
-            "max_score": 1,
-            "task_id": self._entry.id,
-            "tools": [f.name for f in self.offered],
-            "turn": self.turn + 1,
-            "turns": len(self._entry.turns),
-            "seed": self._seed,
-            "split": self.split,
-            "steps": self._steps,
-        }
-        if self._over:
-            info["feedback"] = feedback
-        return info
+        return episode_info(
+            won=self._won, lost=self._lost, score=int(self._won), max_score=1, task_id=self._entry.id,
+            tools=[f.name for f in self.offered], turn=self.turn + 1, turns=len(self._entry.turns),
+            seed=self._seed, split=self.split, steps=self._steps, feedback=feedback if self._over else None,
+        )  # fmt: skip

@@ -31,9 +31,10 @@ from typing import Any, ClassVar, Protocol
 
 import gymnasium
 
+from envs.episode_info import episode_info, played_seed
 from envs.grid.moves import ADMISSIBLE, Position, parse_move
 from envs.grid.render import neighbour_line, position_line, render_grid
-from envs.splits import SEED_BASES, SEED_SPAN, check_split, episode_seed
+from envs.splits import SEED_BASES, check_split
 from envs.textspace import action_space, fit, observation_space
 
 
@@ -103,9 +104,7 @@ class GridEnv(gymnasium.Env[str, str]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
-        if seed is None:
-            seed = int(self.np_random.integers(SEED_SPAN))
-        self._seed = episode_seed(self.split, seed)
+        self._seed = played_seed(self, self.split, seed)
         self._level = self._generate(random.Random(self._seed), self._seed - SEED_BASES[self.split])
         layout = "/".join(self._level.rows())
         self._task_id = f"{self.game}-{self.max_steps}steps:{layout}"
@@ -152,17 +151,8 @@ class GridEnv(gymnasium.Env[str, str]):
         return fit("\n".join(lines))
 
     def _info(self, feedback: str) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "won": self._won,
-            "lost": self._lost,
-            "score": int(self._won),
-            "max_score": 1,
-            "task_id": self._task_id,
-            "admissible_commands": list(ADMISSIBLE),
-            "seed": self._seed,
-            "split": self.split,
-            "steps": self._steps,
-        }
-        if self._over:
-            info["feedback"] = feedback
-        return info
+        return episode_info(
+            won=self._won, lost=self._lost, score=int(self._won), max_score=1, task_id=self._task_id,
+            admissible_commands=list(ADMISSIBLE), seed=self._seed, split=self.split, steps=self._steps,
+            feedback=feedback if self._over else None,
+        )  # fmt: skip

@@ -32,7 +32,8 @@ import gymnasium
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from envs.splits import SEED_SPAN, check_split, draw_for_split, episode_seed
+from envs.episode_info import episode_info, played_seed
+from envs.splits import check_split, draw_for_split
 from envs.textspace import action_space, fit, observation_space
 from envs.tools.actions import USAGE, Answer, ToolActionError, parse_tool_action
 
@@ -139,9 +140,7 @@ class ToolTaskEnv(gymnasium.Env[str, str]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
-        if seed is None:
-            seed = int(self.np_random.integers(SEED_SPAN))
-        self._seed = episode_seed(self.split, seed)
+        self._seed = played_seed(self, self.split, seed)
         rng = random.Random(self._seed)
         key = (lambda task: f"{self.family.name}:{task.identity}") if self.family.split_by_task else None
         self._task = draw_for_split(self.split, lambda: self.family.make_task(rng), key)
@@ -204,17 +203,8 @@ class ToolTaskEnv(gymnasium.Env[str, str]):
 
     def _info(self, feedback: str) -> dict[str, Any]:
         assert self._task is not None
-        info: dict[str, Any] = {
-            "won": self._won,
-            "lost": self._lost,
-            "score": int(self._won),
-            "max_score": 1,
-            "task_id": task_id(self.family.name, self._task),
-            "tools": list(self._tools),
-            "seed": self._seed,
-            "split": self.split,
-            "steps": self._steps,
-        }
-        if self._over:
-            info["feedback"] = feedback
-        return info
+        return episode_info(
+            won=self._won, lost=self._lost, score=int(self._won), max_score=1,
+            task_id=task_id(self.family.name, self._task), tools=list(self._tools), seed=self._seed,
+            split=self.split, steps=self._steps, feedback=feedback if self._over else None,
+        )  # fmt: skip
