@@ -8,7 +8,7 @@ model loads, not minutes into a run.
 
 `ENV_ERRORS` are the exceptions environments raise for input a person can fix:
 bad options (`GridOptionsError`, `TextWorldOptionError`, `BabyAIOptionsError`, `BFCLError`: also
-a missing bfcl-eval package or damaged BFCL data), an unknown split, a
+a missing bfcl-eval package or damaged BFCL data, `ScienceWorldError`: also no Java), an unknown split, a
 TextWorld game file that is missing, damaged or will not load
 (`GameFileError`), a game TextWorld cannot generate (`GameGenerationError`),
 and `EnvConfigError` from `check_env`. Commands report them as one `error:`
@@ -25,6 +25,7 @@ from envs.babyai import BabyAIOptionsError
 from envs.bfcl import BFCLError
 from envs.grid.base import GridOptionsError
 from envs.registry import ENVIRONMENTS, register_all
+from envs.scienceworld.options import ScienceWorldError
 from envs.splits import SplitError
 from envs.tw.games import GameFileError, GameGenerationError
 from envs.tw.options import TextWorldOptionError
@@ -36,7 +37,7 @@ class EnvConfigError(ValueError):
 
 ENV_ERRORS: tuple[type[Exception], ...] = (
     EnvConfigError, GridOptionsError, TextWorldOptionError, SplitError, GameFileError, GameGenerationError,
-    BabyAIOptionsError, BFCLError,
+    BabyAIOptionsError, BFCLError, ScienceWorldError,
 )  # fmt: skip
 """What environments raise for input a person can fix; a command reports each as one line."""
 

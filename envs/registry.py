@@ -107,6 +107,14 @@ ENVIRONMENTS: list[EnvSpec] = [
         {"level": "BabyAI-OpenDoor-v0"},
     ),
     EnvSpec(
+        "oel/ScienceWorld-v0",
+        "envs.scienceworld.env:ScienceWorldEnv",
+        "ScienceWorld's science tasks (default find-living-thing, 'easy' mode); score 0-100; needs Java.",
+        "by task variation: ScienceWorld's own train/dev/test variations (find-living-thing 150/75/75), "
+        "seed i of a split = its i-th variation",
+        True,
+    ),
+    EnvSpec(
         "oel/BFCL-MultiTurn-v0",
         "envs.bfcl.env:BFCLMultiTurnEnv",
         "BFCL v4 multi-turn function calling (bfcl-eval's data and backends), judged as BFCL's checker does.",

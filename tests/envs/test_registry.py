@@ -16,7 +16,7 @@ from envs.registry import ENVIRONMENTS
 
 
 def _param(spec):
-    marks = [pytest.mark.slow] if spec.entry_point.startswith("envs.tw") else []
+    marks = [pytest.mark.slow] if spec.entry_point.startswith(("envs.tw", "envs.scienceworld")) else []
     if spec.entry_point.startswith("envs.bfcl") and importlib.util.find_spec("bfcl_eval") is None:
         # installed --no-deps by .ci/run, not by the README's setup (see envs/bfcl)
         marks.append(pytest.mark.skip(reason="bfcl-eval is not installed"))
