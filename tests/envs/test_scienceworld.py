@@ -208,3 +208,26 @@ def test_missing_package_is_one_line(monkeypatch):
 def test_task_names_come_from_the_package():
     names = options.task_names()
     assert len(names) == 30 and {"boil", "find-living-thing", "grow-plant"} <= set(names)
+
+
+def test_the_scored_mode_plays_hundreds_of_commands_in_waves(tmp_path, tiny_path):
+    _require_java()
+    from agent.hf_policy import HFPolicy
+    from agent.policy import SamplingParams
+    from agent.rollout import RolloutConfig, run_rollouts
+    from memory import queries
+    from memory.store import ExperienceStore
+
+    if ENV_ID not in gymnasium.registry:
+        gymnasium.register(id=ENV_ID, entry_point="envs.scienceworld.env:ScienceWorldEnv")
+    policy = HFPolicy(tiny_path, device="cpu", branch_tokens=64)  # many waves per state
+    sampling = SamplingParams(temperature=1.0, seed=0)
+    config = RolloutConfig(env_id=ENV_ID, env_kwargs={"max_steps": 2}, episodes=1, batch=1, sampling=sampling,
+                           action_mode="scored")  # fmt: skip
+    with ExperienceStore.open(f"sqlite:///{tmp_path / 'oel.db'}") as store:
+        run_rollouts(policy, store, config)
+        steps = queries.steps(store)
+    first = steps.iloc[0]
+    commands = first.candidates["commands"]
+    assert len(commands) > 100 and first.action in commands  # every valid command was scored
+    assert sum(len(ids) for ids in first.candidates["ids"]) > 4 * 64
