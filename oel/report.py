@@ -167,6 +167,8 @@ def _learning_table(rows: pd.DataFrame) -> pd.DataFrame:
     for kind in ("kept_groups", "filtered_groups", "skipped_groups"):
         table[kind.replace("_", " ")] = rows[kind]
     table["validation gate"] = rows["gate"]
+    if rows["ternary_gate"].notna().any():
+        table["ternary student's gate"] = rows["ternary_gate"]
     return table
 
 

@@ -23,7 +23,8 @@ from oel.conditions import CONDITIONS
 
 def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
     """One row per round: status, per-condition pass rate and tokens, knowledge, lineage, phase seconds,
-    the train episodes' valid-action rate, the RL groups kept, filtered and skipped, and the gate."""
+    the train episodes' valid-action rate, the RL groups kept, filtered and skipped, and the validation gate
+    of the dense consolidation and of the ternary student's (the val curve of its distillation)."""
     rows = round_results(store, run_id)
     for row in rows:
         train = queries.episodes(store, run=run_id, round=row["round"], split="train")
@@ -34,8 +35,9 @@ def round_rows(store: ExperienceStore, run_id: int) -> pd.DataFrame:
             else None
         )
         row.update(_group_counts(store, run_id, row["round"]))
-        meta = store.checkpoint_info(row["to_checkpoint"])["meta"] if row["to_checkpoint"] else None
-        row["gate"] = gate_summary((meta or {}).get("validation"))
+        for key, checkpoint in (("gate", row["to_checkpoint"]), ("ternary_gate", row["ternary_checkpoint"])):
+            meta = store.checkpoint_info(checkpoint)["meta"] if checkpoint else None
+            row[key] = gate_summary((meta or {}).get("validation"))
     return pd.DataFrame(rows)
 
 

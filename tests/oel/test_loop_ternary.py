@@ -36,7 +36,7 @@ def _sections(tmp_path: Path, tiny_path: Path, **ternary) -> dict:
         sections["consolidate"].pop(key)
     # the tiny model's teacher gap is 0 (random weights): the loop's mechanics are under test here
     sections["ternary"] = {"steps": 1, "batch": 2, "lr": 1e-3, "require_gap": False, "eval_episodes": 2,
-                           **ternary}  # fmt: skip
+                           "eval_every": 1, **ternary}  # fmt: skip
     return sections
 
 
@@ -82,6 +82,7 @@ def test_report_shows_the_ternary_condition_and_what_was_deployed(ternary_run) -
     store, summaries, tmp = ternary_run
     text = write_report(store, "tiny", tmp / "report").read_text()
     assert "pass_ternary" in text and "pass_knowledge" not in text  # a column only for what was evaluated
+    assert "ternary student's gate" in text  # the student's val curve, step by step
     last = summaries[-1].results["consolidate"]["ternary"]
     assert f"checkpoint {last['checkpoint_id']} (ternary, {last['bits_per_weight']:.2f} bits/weight)" in text
 
