@@ -15,9 +15,9 @@ process's memory, and everything else reuses it:
   blocks with gradient on cached inputs; the states it trains on were mostly
   put in the cache when they were played, so it rarely fills anything.
 
-Entries are keyed by a fingerprint of the frozen weights and by the row's
-tokens, so a checkpoint whose bottom differs simply uses other entries, and
-nothing is ever served for weights it was not computed with.
+Entries are keyed by a hash of every byte of the frozen weights and by the
+row's tokens, so a checkpoint whose bottom differs, even in one weight, uses
+other entries, and nothing is ever served for weights it was not computed with.
 
 Within a batch, the prompts' longest common prefix (the chat template, the
 role line, the knowledge) is computed once: through the bottom blocks when
@@ -71,14 +71,18 @@ def scored_row(prompt_ids: Sequence[int], candidate_ids: Sequence[Sequence[int]]
 
 
 def _fingerprint(blocks: Sequence[torch.nn.Module], embed: torch.nn.Module) -> str:
-    """A cheap identity of the frozen weights: a strided sample of every frozen tensor, hashed."""
+    """The identity of the frozen weights: every byte of every frozen tensor, hashed.
+
+    Every byte, not a sample: a sparse-ternary student's next checkpoint can
+    differ from its last in a few flipped codes, which a strided sample misses,
+    and it would then be served the other model's outputs. Hashing SmolLM2-135M's
+    fp32 trunk takes about half a second, once per model.
+    """
     digest = hashlib.sha256()
     for module in (embed, *blocks):
         for name, tensor in module.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            digest.update(
-                name.encode() + flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes()
-            )
+            digest.update(name.encode() + str(tensor.dtype).encode())
+            digest.update(tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -116,3 +116,18 @@ def test_the_learner_finds_what_the_policy_played_already_computed(tiny_path):
     for lp, p in zip(log_pi, played, strict=True):
         scores = torch.tensor([sum(t) for t in p.token_logprobs])
         assert torch.allclose(lp.detach(), torch.log_softmax(scores, 0), atol=1e-4)
+
+
+def test_a_trunk_differing_in_one_weight_gets_cache_entries_of_its_own():
+    # a ternary student's next checkpoint differs from its last in a few flipped codes: one weight here
+    states = _states(2)
+    model = tiny_llama(num_hidden_layers=4)
+    before = TrunkCache(model, 2, 0)
+    before.log_pi(states, [1.0, 1.0])
+    with torch.no_grad():
+        weight = model.base_model.layers[0].mlp.down_proj.weight
+        weight.view(-1)[weight.numel() // 2 + 1] += 0.5  # off any strided sample of the tensor
+    after = TrunkCache(model, 2, 0)
+    assert after.store is not before.store
+    after.log_pi(states, [1.0, 1.0])
+    assert (after.misses, after.hits) == (2, 0)  # computed again, not served the old weights' outputs
