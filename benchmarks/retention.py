@@ -6,6 +6,7 @@ runs/frozenlake-quick.toml`). For each N:M pattern asked for, a student starts
 from the teacher's own weights converted to BitLinear (ternary weights, 8-bit
 activations, the N:M mask) and is distilled from it by scored OPCD without
 knowledge: the exact reverse KL between the two candidate distributions
+(or, with `--divergence forward`, the forward KL)
 (`oel consolidate --method opcd --action-mode scored --student ternary
 --teacher T --no-teacher-knowledge`), on the run's logged train states, with
 the job's own validation gate on the 36 val maps every `--eval-every` steps
@@ -54,6 +55,10 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=16, help="logged scored states per step")
     parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the student")
+    parser.add_argument(
+        "--divergence", choices=["reverse", "forward"], default="reverse",
+        help="KL(student || teacher), OPCD's, or KL(teacher || student)",
+    )  # fmt: skip
     args = parser.parse_args()
     url = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
 
@@ -98,11 +103,13 @@ def main() -> None:
         row(f"dense teacher ({Path(teacher).name})", dense, "32 (fp32)", "1.00", dense_speed)
         for pattern in args.patterns:
             out = tmp / f"ternary-{pattern.replace(':', 'of')}"
-            print(f"{pattern} student: {args.steps} steps of scored OPCD from the dense teacher", flush=True)
+            what = f"{args.steps} steps of scored OPCD ({args.divergence} KL)"
+            print(f"{pattern} student: {what} from the dense teacher", flush=True)
             values = dict(
                 run=args.run, round=last_round, method="opcd", action_mode="scored", student="ternary",
                 pattern=pattern, model=teacher, teacher=teacher, teacher_knowledge=False, steps=args.steps,
-                batch=args.batch, lr=args.lr, temperature=1.0, eval_every=args.eval_every, eval_episodes=36,
+                batch=args.batch, lr=args.lr, divergence=args.divergence, temperature=1.0,
+                eval_every=args.eval_every, eval_episodes=36,
                 keep_best=True, eval_env=ENV, eval_env_kwargs=SEEN, save_every=args.steps, out=str(out),
             )  # fmt: skip
             result = consolidate(
