@@ -369,7 +369,7 @@ class OnlineLoop:
         conditions = {}
         for name in self.config.evaluate.conditions:
             if name not in plans or (name == KNOWLEDGE and version_id is None):
-                continue  # the round has no knowledge ([extract] source = "none")
+                continue  # no knowledge ([extract] source = "none") or no ternary student this round
             checkpoint_id, path, knowledge_id = plans[name]
             conditions[name] = self._evaluate_condition(
                 index, round_id, name, checkpoint_id, path, knowledge_id

@@ -47,6 +47,7 @@ from collections.abc import Iterator
 import scienceworld
 from py4j.protocol import Py4JError
 
+from envs.environ import environ_set
 from envs.scienceworld.options import ScienceWorldError
 
 NO_JAVA = (
@@ -77,14 +78,8 @@ def _one_line(err: BaseException) -> str:
 def _java_tool_options(options: str) -> Iterator[None]:
     """JAVA_TOOL_OPTIONS with `options` appended (they win over earlier ones), restored afterwards."""
     before = os.environ.get("JAVA_TOOL_OPTIONS")
-    os.environ["JAVA_TOOL_OPTIONS"] = f"{before} {options}" if before else options
-    try:
+    with environ_set("JAVA_TOOL_OPTIONS", f"{before} {options}" if before else options):
         yield
-    finally:
-        if before is None:
-            del os.environ["JAVA_TOOL_OPTIONS"]
-        else:
-            os.environ["JAVA_TOOL_OPTIONS"] = before
 
 
 def start() -> scienceworld.ScienceWorldEnv:

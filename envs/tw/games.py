@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from envs.cache import cache_root
+from envs.environ import environ_set
 from envs.tw.options import COOKING_FOOD_SPLIT, CookingOptions, QuestOptions, generator_seed, options_key
 
 GAME_FILE = "game.z8"
@@ -140,15 +141,8 @@ def _generate_into_cache(
 def _private_home(home: Path) -> Iterator[None]:
     """Point HOME at `home` for the duration, so Inform7 never writes into the user's home."""
     home.mkdir(parents=True, exist_ok=True)
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
+    with environ_set("HOME", str(home)):
         yield
-    finally:
-        if saved is None:
-            del os.environ["HOME"]
-        else:
-            os.environ["HOME"] = saved
 
 
 def check_game_file(path: str | Path) -> Path:
