@@ -71,7 +71,10 @@ def scored_row(prompt_ids: Sequence[int], candidate_ids: Sequence[Sequence[int]]
 
 
 def _fingerprint(blocks: Sequence[torch.nn.Module], embed: torch.nn.Module) -> str:
-    """The identity of the frozen weights: every byte of every frozen tensor, hashed.
+    """The identity of the frozen trunk: its modules' reprs and every byte of every frozen tensor, hashed.
+
+    The reprs tell a dense block from the same weights quantized as a 2:4 or a
+    6:8 ternary student (`BitLinear` names its pattern), which compute other outputs.
 
     Every byte, not a sample: a sparse-ternary student's next checkpoint can
     differ from its last in a few flipped codes, which a strided sample misses,
@@ -80,6 +83,7 @@ def _fingerprint(blocks: Sequence[torch.nn.Module], embed: torch.nn.Module) -> s
     """
     digest = hashlib.sha256()
     for module in (embed, *blocks):
+        digest.update(repr(module).encode())  # the layer types and their settings (a ternary pattern)
         for name, tensor in module.state_dict().items():
             digest.update(name.encode() + str(tensor.dtype).encode())
             digest.update(tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())

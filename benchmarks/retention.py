@@ -5,24 +5,28 @@ the quick preset's run deployed last, `oel loop --config
 runs/frozenlake-quick.toml`). For each N:M pattern asked for, a student starts
 from the teacher's own weights converted to BitLinear (ternary weights, 8-bit
 activations, the N:M mask) and is distilled from it by scored OPCD without
-knowledge: the exact reverse KL between the two candidate distributions
-(or, with `--divergence forward`, the forward KL)
+knowledge: the exact forward KL(teacher || student) between the two candidate
+distributions (or, with `--divergence reverse`, OPCD's reverse KL)
 (`oel consolidate --method opcd --action-mode scored --student ternary
 --teacher T --no-teacher-knowledge`), on the run's logged train states, with
 the job's own validation gate on the 36 val maps every `--eval-every` steps
-(the curve) and the best-validated weights kept. Then the packed student and
+(the curve) and the best-validated weights kept. By default only the top
+`--train-layers` blocks train, on the student's own frozen ternary bottom
+blocks, whose outputs are computed once per state (the trunk cache); 0 trains
+every block. Then the packed student and
 its dense teacher play the 108 test maps of FrozenLake 4x4 (3 holes, the
 neighbour line) greedily, which training and validation never show.
 
 Printed: per student, bits per weight, the test pass rate over distinct maps
 with its 95% Wilson interval, step accuracy, retention (student / teacher
-pass rate), scored episodes per second on those maps; the teacher's gap over
+pass rate), scored episodes per second on those maps, the CPU minutes the
+distillation took; the teacher's gap over
 the untrained student as the job measured it on val; and the val curve (pass
 rate and step accuracy against steps), so a user can see what more CPU buys.
 Floors and the ceiling on the same test maps are in benchmarks/learning.py
 (solver 100%, best blind sequence 17.6%, random over {down, right} 14.8%).
 
-    python benchmarks/retention.py --db oel.db --run frozenlake-quick     # 2:4 and 6:8, 30 steps each
+    python benchmarks/retention.py --db oel.db --run frozenlake-quick     # 2:4 and 6:8, 40 steps each
     python benchmarks/retention.py --teacher checkpoints/x/round-1-credit --patterns 2:4 --steps 60
 """
 
@@ -49,15 +53,19 @@ def main() -> None:
     )
     parser.add_argument("--teacher", help="dense checkpoint folder (default: the run's deployed checkpoint)")
     parser.add_argument("--patterns", nargs="+", default=["2:4", "6:8"], help="N:M patterns of the students")
-    parser.add_argument("--steps", type=int, default=30, help="distillation steps per student")
+    parser.add_argument("--steps", type=int, default=40, help="distillation steps per student")
     parser.add_argument(
         "--eval-every", type=int, default=10, help="val gate every this many steps (the curve)"
     )
-    parser.add_argument("--batch", type=int, default=16, help="logged scored states per step")
-    parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the student")
+    parser.add_argument("--batch", type=int, default=32, help="logged scored states per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the student")
     parser.add_argument(
-        "--divergence", choices=["reverse", "forward"], default="reverse",
-        help="KL(student || teacher), OPCD's, or KL(teacher || student)",
+        "--divergence", choices=["reverse", "forward"], default="forward",
+        help="KL(teacher || student), or OPCD's KL(student || teacher)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--train-layers", type=int, default=4,
+        help="train the top N blocks on the frozen ternary bottom (trunk cache); 0: every block",
     )  # fmt: skip
     args = parser.parse_args()
     url = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
@@ -93,11 +101,11 @@ def main() -> None:
                                checkpoint_id=store.checkpoint_for_path(path, run_id=bench))  # fmt: skip
             return figures, figures["episodes"] / (time.perf_counter() - started)
 
-        def row(label: str, figures: dict, bits: str, retention: str, speed: float) -> None:
+        def row(label: str, figures: dict, bits: str, retention: str, speed: float, cpu: str = "-") -> None:
             f = figures
             rate = format_task_rate(f["task_score"], f["tasks"], f["wins"], f["episodes"], "maps")
             accuracy = "-" if figures.get("step_accuracy") is None else f"{figures['step_accuracy']:.2f}"
-            rows.append((label, bits, rate, accuracy, retention, f"{speed:.2f}"))
+            rows.append((label, bits, rate, accuracy, retention, f"{speed:.2f}", cpu))
 
         dense, dense_speed = test_figures("dense teacher", teacher)
         row(f"dense teacher ({Path(teacher).name})", dense, "32 (fp32)", "1.00", dense_speed)
@@ -109,12 +117,14 @@ def main() -> None:
                 run=args.run, round=last_round, method="opcd", action_mode="scored", student="ternary",
                 pattern=pattern, model=teacher, teacher=teacher, teacher_knowledge=False, steps=args.steps,
                 batch=args.batch, lr=args.lr, divergence=args.divergence, temperature=1.0,
-                eval_every=args.eval_every, eval_episodes=36,
+                eval_every=args.eval_every, eval_episodes=36, train_layers=args.train_layers or None,
                 keep_best=True, eval_env=ENV, eval_env_kwargs=SEEN, save_every=args.steps, out=str(out),
             )  # fmt: skip
+            cpu = time.process_time()
             result = consolidate(
                 values, store, on_step=lambda m: print(f"  step {m['step']}: kl {m['kl']:.4f}")
             )
+            cpu_min = (time.process_time() - cpu) / 60
             info = store.checkpoint_info(result.checkpoint_id)
             gaps[pattern] = info["meta"]["teacher_gap"]
             curve = queries.loss_curves(store, run_id)
@@ -127,7 +137,7 @@ def main() -> None:
             student, speed = test_figures(f"{pattern} student", str(result.out))
             retained = student["task_score"] / dense["task_score"] if dense["task_score"] else float("nan")
             row(f"{pattern} ternary student, {args.steps} steps", student, f"{info['bits_per_weight']:.2f}",
-                f"{retained:.2f}", speed)  # fmt: skip
+                f"{retained:.2f}", speed, f"{cpu_min:.1f}")  # fmt: skip
 
     from rich.console import Console
     from rich.table import Table
@@ -136,7 +146,9 @@ def main() -> None:
     table = Table(
         title=f"Retention on the 108 test maps of {ENV} (neighbour line), greedy, scored; 95% CI over maps"
     )
-    for column in ("model", "bits/weight", "test pass rate [95% CI]", "step acc", "retention", "episodes/s"):
+    columns = ("model", "bits/weight", "test pass rate [95% CI]", "step acc", "retention", "episodes/s",
+               "distil CPU min")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     for cells in rows:
         table.add_row(*cells)

@@ -153,6 +153,8 @@ class ConsolidationJob:
         self.teacher_tokenizer: Any = None
         self.knowledge: str | None = None
         self.trunk: TrunkCache | None = None
+        self.teacher_log_pi: dict[tuple, torch.Tensor] = {}
+        """The frozen teacher's log pi per scored state, keyed by (prompt ids, candidate ids)."""
 
     @property
     def run_id(self) -> int:
@@ -195,7 +197,7 @@ class ConsolidationJob:
         if cfg.train_layers is not None:
             train_top_layers(self.student, cfg.train_layers)
             n_blocks = len(self.student.base_model.layers)
-            if cfg.trunk_cache and cfg.student == "dense" and cfg.train_layers < n_blocks:
+            if cfg.trunk_cache and cfg.train_layers < n_blocks:
                 self.trunk = TrunkCache(self.student, cfg.train_layers, self.pad_id)
         if self.method.needs_teacher():
             self.teacher, self.teacher_tokenizer = load_model(
@@ -396,3 +398,4 @@ class ConsolidationJob:
     def cleanup(self) -> None:
         """Drop the models so their memory can be reclaimed."""
         self.trunk = self.student = self.teacher = self.optimizer = None
+        self.teacher_log_pi = {}

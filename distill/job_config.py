@@ -84,8 +84,8 @@ class JobConfig:
     train_layers: int | None = None
     """Train only the last N transformer blocks (and the final norm); None: every weight."""
     trunk_cache: bool = True
-    """Scored methods with train_layers (dense student): compute the frozen blocks once per state and run
-    only the trained top blocks each step (exact; agent.trunk_cache)."""
+    """Scored methods with train_layers: compute the frozen blocks once per state and run only the trained
+    top blocks each step (exact; agent.trunk_cache); a ternary student's frozen blocks are ternary too."""
     device: str | None = None
     """torch device; None: cuda if available, else cpu."""
     eval_every: int = 0

@@ -13,6 +13,9 @@ home that both methods name (docs/architecture.md, "Consolidation"):
   KL(pi_teacher || pi_student).
 
 The teacher runs under `no_grad`; only the student's inputs carry gradient.
+The teacher is frozen for the whole job, so its log pi over a scored state's
+candidates is computed once and kept (`ConsolidationJob.teacher_log_pi`): a
+state drawn again in a later step costs only the student's forward.
 """
 
 from __future__ import annotations
@@ -56,14 +59,19 @@ def state_kl(
 ) -> torch.Tensor:
     """Per state [n], KL(student || knowledge-prompted teacher) over its candidates at the job's T, or with
     `forward` KL(teacher || student); `student` holds the student's log pi over each state's candidates."""
-    teacher_prompts = [
-        encode_chat(job.teacher_tokenizer, build_scored_messages(s.state, s.commands, job.knowledge))
+    keys = [
+        (tuple(encode_chat(job.teacher_tokenizer, build_scored_messages(s.state, s.commands, job.knowledge))),
+         tuple(map(tuple, s.candidate_ids)))
         for s in states
-    ]
-    with torch.no_grad():
-        teacher = candidate_log_pi(
-            job.teacher, teacher_prompts, [s.candidate_ids for s in states],
-            [job.config.temperature] * len(states), job.pad_id,
-        )  # fmt: skip
+    ]  # fmt: skip
+    new = list(dict.fromkeys(k for k in keys if k not in job.teacher_log_pi))
+    if new:
+        with torch.no_grad():
+            scored = candidate_log_pi(
+                job.teacher, [list(p) for p, _c in new], [[list(c) for c in cs] for _p, cs in new],
+                [job.config.temperature] * len(new), job.pad_id,
+            )  # fmt: skip
+        job.teacher_log_pi.update(zip(new, scored, strict=True))
+    teacher = [job.teacher_log_pi[k] for k in keys]
     pairs = zip(student, teacher, strict=True)
     return torch.stack([exact_kl(t, s) if forward else exact_kl(s, t) for s, t in pairs])

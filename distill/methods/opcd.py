@@ -32,13 +32,13 @@ Choices worth knowing, candidly:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from agent.policy import encode_chat
 from agent.prompts import build_scored_messages
-from distill.candidates import ScoredState, candidate_log_pi
+from distill.candidates import ScoredState
 from distill.data import Response, round_steps, scored_pool, state_pool, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
@@ -115,15 +115,13 @@ class TextMethod(MethodBase):
 
 
 def student_log_pi(job: ConsolidationJob, states: list[ScoredState]) -> list[torch.Tensor]:
-    """The student's log pi over each state's candidates, its prompt WITHOUT knowledge, at the job's T."""
-    prompts = [encode_chat(job.tokenizer, build_scored_messages(s.state, s.commands)) for s in states]
-    return candidate_log_pi(
-        job.student,
-        prompts,
-        [s.candidate_ids for s in states],
-        [job.config.temperature] * len(states),
-        job.pad_id,
-    )
+    """The student's log pi over each state's candidates, its prompt WITHOUT knowledge, at the job's T
+    (through the trunk cache when only the top blocks train)."""
+    rebuilt = [
+        replace(s, prompt_ids=encode_chat(job.tokenizer, build_scored_messages(s.state, s.commands)))
+        for s in states
+    ]
+    return job.candidate_log_pi(rebuilt, [job.config.temperature] * len(states))
 
 
 class ScoredMethod(MethodBase):

@@ -74,4 +74,5 @@ class BitLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         cfg = self.config
-        return f"{super().extra_repr()}, pattern={cfg.pattern}, per_row_scale={cfg.per_row_scale}"
+        settings = f"pattern={cfg.pattern}, per_row_scale={cfg.per_row_scale}, act_bits={cfg.act_bits}"
+        return f"{super().extra_repr()}, {settings}"

@@ -131,3 +131,27 @@ def test_a_trunk_differing_in_one_weight_gets_cache_entries_of_its_own():
     assert after.store is not before.store
     after.log_pi(states, [1.0, 1.0])
     assert (after.misses, after.hits) == (2, 0)  # computed again, not served the old weights' outputs
+
+
+def test_a_ternary_students_frozen_trunk_is_cached_and_equals_its_full_forward():
+    # the student trains its top blocks on its own frozen ternary bottom (distill.job with a ternary student)
+    from distill.ternary import convert
+
+    states, temps = _states(3), [1.0, 1.0, 1.0]
+    full, cached = (convert(tiny_llama(num_hidden_layers=4), "2:4") for _ in range(2))
+    for model in (full, cached):
+        train_top_layers(model, 2)
+    want = candidate_log_pi(full, [s.prompt_ids for s in states], [s.candidate_ids for s in states], temps, 0)
+    got = TrunkCache(cached, 2, 0).log_pi(states, temps)
+    for a, b in zip(want, got, strict=True):
+        assert torch.allclose(a.detach(), b.detach(), atol=1e-4)
+
+
+def test_the_same_weights_as_dense_2of4_and_6of8_trunks_get_cache_entries_of_their_own():
+    from distill.ternary import convert
+
+    dense = tiny_llama(num_hidden_layers=4)
+    stores = [TrunkCache(dense, 2, 0).store]
+    for pattern in ("2:4", "6:8"):
+        stores.append(TrunkCache(convert(dense, pattern, inplace=False), 2, 0).store)
+    assert len({id(s) for s in stores}) == 3

@@ -103,11 +103,17 @@ def _brute_log_pi(model, tokenizer, state, knowledge):
     return torch.log_softmax(torch.stack(scores), 0)
 
 
-@pytest.mark.parametrize("divergence", ["reverse", "forward"])
-def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path, divergence):
-    job = make_job(_config(tmp_path / divergence, method="opcd", batch=4, divergence=divergence), store)
+@pytest.mark.parametrize(
+    "divergence, student",
+    [("reverse", {}), ("forward", {}), ("forward", {"student": "ternary", "train_layers": 1})],
+)
+def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path, divergence, student):
+    # the ternary row trains its top block on its own frozen ternary bottom, through the trunk cache
+    config = _config(tmp_path / divergence, method="opcd", batch=4, divergence=divergence, **student)
+    job = make_job(config, store)
     job.setup()
     try:
+        assert (job.trunk is not None) == bool(student)
         batch = job.method.sample(job, 1)
         loss, stats = job.method.loss(job, batch.rows, batch)
         brute = []
@@ -119,6 +125,23 @@ def test_scored_opcd_loss_is_the_exact_kl_over_the_candidates(store, tmp_path, d
             brute.append(float((p.exp() * (p - q)).sum()))
         assert float(loss.detach()) == pytest.approx(sum(brute) / len(brute), abs=1e-5)
         assert stats["kl"] == pytest.approx(float(loss.detach()))
+    finally:
+        job.cleanup()
+
+
+def test_the_frozen_teacher_scores_each_state_once_per_job(store, tmp_path):
+    job = make_job(_config(tmp_path / "memo", method="opcd", batch=4), store)
+    job.setup()
+    try:
+        calls = []
+        job.teacher.base_model.embed_tokens.register_forward_hook(lambda *_a: calls.append(1))
+        states = scored_pool(job.store, job.config.run, job.config.round, job.config.split)
+        with torch.no_grad():
+            first = state_kl(job, states[:1], opcd.student_log_pi(job, states[:1]))
+            assert len(calls) == 1 and len(job.teacher_log_pi) == 1
+            again = state_kl(job, states * 3, opcd.student_log_pi(job, states * 3))  # drawn again, thrice
+        assert len(calls) == 1  # read from the job, not scored again
+        assert torch.allclose(again, first.expand(3), atol=1e-6)
     finally:
         job.cleanup()
 
