@@ -21,8 +21,11 @@ dense fp32 (and bf16) timed in the same run on the same machine.
   `HFPolicy` with its prefix cache) into a scratch SQLite store. Scored play
   is prefill, not decode: every step scores the prompt's new tokens and every
   candidate command as branches of one forward, so this is the kernel on
-  many-token inputs: measured with every row through the 2-bit kernel, and as
-  deployed, where a prefill of GEMM_ROWS rows or more takes the int8 GEMM.
+  many-token inputs: measured with every row through the 2-bit kernel; with
+  a prefill of GEMM_ROWS rows or more through one int8 GEMM per layer, its
+  activation quantization and scaling as torch ops (the path before sibling
+  layers shared a GEMM); and as deployed, where q, k, v (and gate, up) share
+  one GEMM and the quantization and scaling run in the kernel's C++.
 - The pass rate of a ternary student against its dense teacher is a row of
   `benchmarks/learning.py`, which trains it from the best dense model.
 """
@@ -37,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.ternary import TernaryConfig, convert, limit_bits, pack_model, pack_weight, packed_linear
+from distill.ternary import kernel as kernel_module
 from distill.ternary.kernel import BLOCK, kernel_layout, load_kernel, simd_path
 from distill.ternary.packed_linear import PackedBitLinear
 from distill.ternary.quant import quantize_weight
@@ -219,6 +223,20 @@ def scored_table(threads: list[int], batches: list[int], episodes: int) -> None:
             summary = run_rollouts(HFPolicy.from_model(model, tokenizer), store, config)
         return len(summary.episodes) / summary.seconds, summary.prompt_computed / summary.seconds
 
+    def gemm_per_layer(batch: int, folder: str) -> tuple[float, float]:
+        """The int8 GEMM path of one layer at a time, quantizing and scaling with torch ops."""
+        groups = {m: m._siblings for m in packed.modules() if isinstance(m, PackedBitLinear)}
+        built = kernel_module.load_kernel
+        for m in groups:
+            m._siblings = None
+        kernel_module.load_kernel = lambda: None  # only int8_matmul asks; the layers hold their kernel
+        try:
+            return episodes_per_s(packed, batch, folder)
+        finally:
+            kernel_module.load_kernel = built
+            for m, group in groups.items():
+                m._siblings = group
+
     def kernel_only(batch: int, folder: str) -> tuple[float, float]:
         """The packed student with its int8 GEMM prefill path off: every row through the kernel."""
         rows, packed_linear.GEMM_ROWS = packed_linear.GEMM_ROWS, 1 << 62
@@ -228,26 +246,30 @@ def scored_table(threads: list[int], batches: list[int], episodes: int) -> None:
             packed_linear.GEMM_ROWS = rows
 
     print(f"\n== Scored play, greedy, FrozenLake 4x4 (3 holes, neighbours), {label} ==")
-    print(f"{'threads':>7} {'batch':>5} {'dense tok/s':>12} {'kernel tok/s':>13} {'packed tok/s':>13} "
-          f"{'kernel/dense':>13} {'packed/dense':>13} {'dense ep/s':>11} {'packed ep/s':>12}")  # fmt: skip
+    print(f"{'threads':>7} {'batch':>5} {'dense tok/s':>12} {'kernel tok/s':>13} {'per-layer tok/s':>16} "
+          f"{'packed tok/s':>13} {'kernel/dense':>13} {'per-layer/dense':>16} {'packed/dense':>13} "
+          f"{'dense ep/s':>11} {'packed ep/s':>12}")  # fmt: skip
     for n in threads:
         torch.set_num_threads(n)
         for batch in batches:
             with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, \
-                    tempfile.TemporaryDirectory() as c:  # fmt: skip
-                (d_eps, d_tok), (_k_eps, k_tok), (p_eps, p_tok) = (
+                    tempfile.TemporaryDirectory() as c, tempfile.TemporaryDirectory() as d:  # fmt: skip
+                (d_eps, d_tok), (_k_eps, k_tok), (_l_eps, l_tok), (p_eps, p_tok) = (
                     episodes_per_s(dense, batch, a),
                     kernel_only(batch, c),
+                    gemm_per_layer(batch, d),
                     episodes_per_s(packed, batch, b),
                 )
-            print(f"{n:>7} {batch:>5} {d_tok:>12.0f} {k_tok:>13.0f} {p_tok:>13.0f} {k_tok / d_tok:>12.2f}x "
-                  f"{p_tok / d_tok:>12.2f}x {d_eps:>11.2f} {p_eps:>12.2f}")  # fmt: skip
+            print(f"{n:>7} {batch:>5} {d_tok:>12.0f} {k_tok:>13.0f} {l_tok:>16.0f} {p_tok:>13.0f} "
+                  f"{k_tok / d_tok:>12.2f}x {l_tok / d_tok:>15.2f}x {p_tok / d_tok:>12.2f}x {d_eps:>11.2f} "
+                  f"{p_eps:>12.2f}")  # fmt: skip
     print(
         "(tok/s: prompt and candidate tokens computed per second, the like-for-like figure; ep/s: episodes\n"
         " per second over the same val maps, which also depends on how long each model's episodes are; the\n"
         " packed student is the dense model converted to 2:4 ternary untrained, so it plays other moves;\n"
-        " kernel: every row through the 2-bit kernel; packed: prefills of "
-        f"{packed_linear.GEMM_ROWS}+ rows through the int8 GEMM, the same numbers)"
+        " kernel: every row through the 2-bit kernel; per-layer: prefills of "
+        f"{packed_linear.GEMM_ROWS}+ rows through one int8 GEMM per layer\n"
+        " (torch-op quantization); packed: as deployed, sibling layers sharing one GEMM, C++ quantization)"
     )
 
 

@@ -66,11 +66,18 @@ def int8_matmul(x: torch.Tensor, codes_t: torch.Tensor, wscale: torch.Tensor) ->
     multiplies the same integers blocked for the cache: int32 sums are exact, so
     the result equals `reference_matmul` and the kernel bit for bit. It reads the
     codes unpacked to one byte per weight, which the layer keeps beside the
-    2-bit layout (`PackedBitLinear`).
+    2-bit layout (`PackedBitLinear`). The quantization before the GEMM and the
+    scaling after it run in the kernel's C++ (one pass each) when it is built,
+    else as torch ops with the same numbers.
     """
-    xq, sx = quantize_activations(x.reshape(-1, x.shape[-1]), 8)
-    acc = torch._int_mm(xq.to(torch.int8), codes_t)
-    out = acc.float() / (sx * wscale)
+    rows = x.reshape(-1, x.shape[-1])
+    if load_kernel() is not None:
+        ops = torch.ops.oel_ternary
+        xq, sx = ops.quantize_rows(rows)
+        out = ops.scale_rows(torch._int_mm(xq, codes_t), sx, wscale)
+    else:
+        xq, sx = quantize_activations(rows, 8)
+        out = torch._int_mm(xq.to(torch.int8), codes_t).float() / (sx * wscale)
     return out.reshape(*x.shape[:-1], -1).to(x.dtype)
 
 

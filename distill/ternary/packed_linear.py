@@ -9,7 +9,9 @@ dtype and casts the result back to it. A prefill of GEMM_ROWS tokens or more
 goes through one int8 GEMM instead (`kernel.int8_matmul`), with the same
 numbers; its one-byte codes are unpacked then and kept, so a model that has
 prefilled holds 8 bits per weight in memory beside the 2-bit layout (the file
-stays at its 1.3-1.6 bits).
+stays at its 1.3-1.6 bits). Layers that read the same input (q, k and v; gate
+and up) share that GEMM (`SiblingGemm`): one quantization of the input, one
+wider multiply.
 
 A packed checkpoint is a folder with the HF `config.json` (and the generation
 config), and `packed.safetensors`: the group-coded ternary matrices (`pack.py`)
@@ -54,6 +56,9 @@ class PackedBitLinear(nn.Module):
         self._kernel = None
         self._gemm_codes: torch.Tensor | None = None
         """The codes at one byte per weight, (in, out), unpacked at the first prefill (`int8_matmul`)."""
+        self._siblings: tuple[SiblingGemm, int] | None = None
+        """The group of layers reading the same input that this one's prefill is multiplied with, and
+        this layer's place in it (`fuse_siblings`)."""
 
     @classmethod
     def from_bitlinear(cls, layer: BitLinear) -> PackedBitLinear:
@@ -77,7 +82,10 @@ class PackedBitLinear(nn.Module):
         # At batch 1 Python overhead rivals the matvec, so the kernel is looked up once per layer and
         # the buffers are read from `_buffers` directly (nn.Module.__getattr__ costs ~0.5 us each).
         buffers = self._buffers
-        if x.numel() >= GEMM_ROWS * self.in_features:  # prefill: one int8 GEMM, the same numbers
+        if x.numel() >= GEMM_ROWS * self.in_features and self._siblings is not None:
+            group, index = self._siblings  # prefill: one int8 GEMM shared with the sibling layers
+            y = group.output(index, x)
+        elif x.numel() >= GEMM_ROWS * self.in_features:  # prefill: one int8 GEMM, the same numbers
             if self._gemm_codes is None:
                 self._gemm_codes = self.codes().contiguous().T
             y = int8_matmul(x, self._gemm_codes, buffers["row_scale"])
@@ -91,6 +99,66 @@ class PackedBitLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, pattern={self.pattern}"
+
+
+class SiblingGemm:
+    """Layers that read the same input (attention's q, k, v; the MLP's gate and up) in one int8 GEMM.
+
+    transformers calls them one after the other on the very same tensor. The
+    first call of a prefill quantizes that input once and multiplies it by all
+    the layers' codes side by side; the others take their columns of the
+    result. Each column is the same integer dot product and the same scaling
+    as in the layer's own GEMM, so the numbers do not change; what goes is two
+    of three activation quantizations and the small GEMMs' poorer blocking.
+    A call that is not the expected sibling's (another input, an input changed
+    in place, or a layer called twice) computes the whole group again, so a
+    layer used alone stays correct, only slower.
+    """
+
+    def __init__(self, layers: list[PackedBitLinear]) -> None:
+        self.layers = layers
+        self.widths = [layer.out_features for layer in layers]
+        self.codes_t: torch.Tensor | None = None
+        self.wscale = torch.cat([layer.row_scale for layer in layers])
+        self._input: tuple[torch.Tensor, int] | None = None
+        self._outputs: list[torch.Tensor] = []
+        self._pending: set[int] = set()
+
+    def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer `index`'s output for `x` before its bias, computed with its siblings'."""
+        fresh = self._input is not None and self._input[0] is x and self._input[1] == x._version
+        if not (fresh and index in self._pending):
+            if self.codes_t is None:
+                self.codes_t = torch.cat([layer.codes() for layer in self.layers]).T.contiguous()
+            y = int8_matmul(x, self.codes_t, self.wscale)
+            self._input, self._pending = (x, x._version), set(range(len(self.layers)))
+            self._outputs = list(torch.split(y, self.widths, dim=-1))
+        self._pending.discard(index)
+        out = self._outputs[index]
+        if not self._pending:  # the last sibling: let the input and the outputs go
+            self._input, self._outputs = None, []
+        return out
+
+
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+"""Names of the linear layers a Llama-family block calls on one shared input."""
+
+
+def fuse_siblings(model: nn.Module) -> int:
+    """Group the packed layers that share an input (SIBLINGS) into SiblingGemms; return how many groups."""
+    groups = 0
+    for parent in model.modules():
+        for names in SIBLINGS:
+            layers = [getattr(parent, name, None) for name in names]
+            if not all(isinstance(layer, PackedBitLinear) for layer in layers):
+                continue
+            if len({layer.in_features for layer in layers}) != 1:
+                continue
+            group = SiblingGemm(layers)
+            for index, layer in enumerate(layers):
+                layer._siblings = (group, index)
+            groups += 1
+    return groups
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -107,6 +175,7 @@ def pack_model(student: nn.Module) -> nn.Module:
     with torch.no_grad():
         for name, layer in layers:
             _replace(student, name, PackedBitLinear.from_bitlinear(layer))
+    fuse_siblings(student)
     return student.eval()
 
 
@@ -176,4 +245,5 @@ def load_packed_student(path: str | Path, dtype: torch.dtype = torch.float32) ->
     if (path / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(path)
     model.ternary_config = TernaryConfig.from_dict(header["ternary"])
+    fuse_siblings(model)
     return model.eval()

@@ -27,6 +27,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #if defined(__AVX2__)
@@ -201,6 +203,53 @@ at::Tensor ternary_linear(const at::Tensor& x_in, const at::Tensor& packed, cons
   return x_in.scalar_type() == at::kFloat ? y : y.to(x_in.scalar_type());
 }
 
+// The int8 GEMM path's two ends (kernel.int8_matmul), one pass each instead of torch's chain of
+// elementwise ops, which at prefill cost about as much as the GEMM between them.
+//
+// quantize_rows: x (..., K) float -> Q8(x) as int8 (B, K) and sx (B, 1), the numbers of quantize_token.
+std::tuple<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& x_in) {
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.is_floating_point() && x_in.device().is_cpu(),
+              "x must be a floating-point CPU tensor");
+  at::Tensor x = x_in.scalar_type() == at::kFloat ? x_in : x_in.to(at::kFloat);
+  if (!x.is_contiguous()) x = x.contiguous();
+  const int64_t K = x.size(-1), B = K ? x.numel() / K : 0;
+  auto xq = at::empty({B, K}, x.options().dtype(at::kChar));
+  auto sx = at::empty({B, 1}, x.options());
+  const float* xp = x.data_ptr<float>();
+  int8_t* qp = xq.data_ptr<int8_t>();
+  float* sp = sx.data_ptr<float>();
+  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
+    int32_t unused;
+    for (int64_t b = begin; b < end; ++b) sp[b] = quantize_token(xp + b * K, K, K, qp + b * K, &unused);
+  });
+  return {xq, sx};
+}
+
+// scale_rows: y (B, N) = acc / (sx * wscale) in float32, the same two operations as the torch reference.
+at::Tensor scale_rows(const at::Tensor& acc, const at::Tensor& sx, const at::Tensor& wscale) {
+  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kInt && acc.is_contiguous(),
+              "acc must be a contiguous 2-D int32 tensor");
+  const int64_t B = acc.size(0), N = acc.size(1);
+  TORCH_CHECK(sx.scalar_type() == at::kFloat && sx.is_contiguous() && sx.numel() == B,
+              "sx must hold one float32 scale per row");
+  TORCH_CHECK(wscale.scalar_type() == at::kFloat && wscale.is_contiguous() && wscale.numel() == N,
+              "wscale must hold one float32 scale per output column");
+  auto y = at::empty({B, N}, acc.options().dtype(at::kFloat));
+  const int32_t* ap = acc.data_ptr<int32_t>();
+  const float* sp = sx.data_ptr<float>();
+  const float* wp = wscale.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float s = sp[b];
+      const int32_t* a = ap + b * N;
+      float* o = yp + b * N;
+      for (int64_t n = 0; n < N; ++n) o[n] = static_cast<float>(a[n]) / (s * wp[n]);
+    }
+  });
+  return y;
+}
+
 std::string simd_path() {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return "avx512-vnni";
@@ -217,5 +266,7 @@ std::string simd_path() {
 // time torch/extension.h (pybind11 and all of libtorch's API) takes.
 TORCH_LIBRARY(oel_ternary, m) {
   m.def("ternary_linear(Tensor x, Tensor packed, Tensor wscale) -> Tensor", &ternary_linear);
+  m.def("quantize_rows(Tensor x) -> (Tensor, Tensor)", &quantize_rows);
+  m.def("scale_rows(Tensor acc, Tensor sx, Tensor wscale) -> Tensor", &scale_rows);
   m.def("simd_path() -> str", &simd_path);
 }

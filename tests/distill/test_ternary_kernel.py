@@ -164,3 +164,55 @@ def test_packed_smollm2_generates_text(kernel):
     out = model.generate(ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] == ids.shape[1] + 8
     assert isinstance(tokenizer.decode(out[0, ids.shape[1] :]), str)
+
+
+def test_the_gemm_paths_quantization_and_scaling_in_cpp_equal_the_torch_ops(kernel, monkeypatch):
+    torch.manual_seed(2)
+    codes, wscale = random_codes(72, 200, seed=3), torch.rand(72) + 0.1
+    x = torch.randn(3, 70, 200) * torch.rand(3, 70, 1) * 10
+    codes_t = codes.T.contiguous()
+    in_cpp = kernel_module.int8_matmul(x, codes_t, wscale)
+    monkeypatch.setattr(kernel_module, "load_kernel", lambda: None)
+    assert torch.equal(in_cpp, kernel_module.int8_matmul(x, codes_t, wscale))
+
+
+def _unfused(model):
+    for m in model.modules():
+        if isinstance(m, PackedBitLinear):
+            m._siblings = None
+    return model
+
+
+def test_sibling_layers_share_one_gemm_with_the_same_numbers(kernel):
+    import copy
+
+    from distill.ternary.packed_linear import fuse_siblings
+
+    packed = pack_model(convert(tiny_llama(intermediate_size=136), "2:4"))
+    separate = _unfused(copy.deepcopy(packed))
+    assert fuse_siblings(separate) == 2 * len(packed.model.layers)  # q,k,v and gate,up in every block
+    separate = _unfused(separate)
+    ids = torch.randint(0, 96, (2, 5 * GEMM_ROWS // 8))  # enough tokens for the GEMM path
+    x = torch.randn(ids.numel(), packed.config.hidden_size)
+    with torch.no_grad():
+        for fused, alone in zip(packed.model.layers, separate.model.layers, strict=True):
+            for name in ("q_proj", "k_proj", "v_proj"):  # each layer's output: the same numbers
+                assert torch.equal(getattr(fused.self_attn, name)(x), getattr(alone.self_attn, name)(x))
+            assert torch.equal(fused.mlp(x), alone.mlp(x))
+        # attention reads q, k, v as column slices of one output; its kernels may round differently there
+        assert torch.allclose(packed(ids).logits, separate(ids).logits, rtol=0, atol=1e-6)
+
+
+def test_a_sibling_called_out_of_turn_computes_its_own_columns(kernel):
+    packed = pack_model(convert(tiny_llama(intermediate_size=136), "2:4"))
+    attention = packed.model.layers[0].self_attn
+    x = torch.randn(GEMM_ROWS + 3, attention.q_proj.in_features)
+    with torch.no_grad():
+        alone = {name: getattr(attention, name)(x) for name in ("k_proj", "k_proj", "v_proj", "q_proj")}
+        x.mul_(2)  # changed in place: no stale columns
+        doubled = attention.q_proj(x)
+        _unfused(packed)
+        assert torch.equal(attention.q_proj(x), doubled)
+        x.div_(2)
+        for name, y in alone.items():
+            assert torch.equal(getattr(attention, name)(x), y)
