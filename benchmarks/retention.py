@@ -58,7 +58,7 @@ def main() -> None:
         "--eval-every", type=int, default=10, help="val gate every this many steps (the curve)"
     )
     parser.add_argument("--batch", type=int, default=32, help="logged scored states per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the student")
+    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate of the student")
     parser.add_argument(
         "--divergence", choices=["reverse", "forward"], default="forward",
         help="KL(teacher || student), or OPCD's KL(student || teacher)",

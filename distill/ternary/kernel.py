@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -58,27 +59,59 @@ def reference_matmul(x: torch.Tensor, codes: torch.Tensor, wscale: torch.Tensor)
 
 
 def int8_matmul(x: torch.Tensor, codes_t: torch.Tensor, wscale: torch.Tensor) -> torch.Tensor:
-    """The same numbers as the kernel, for many rows: Q8(x) times the int8 codes (in, out) in one int8 GEMM.
+    """The same numbers as the kernel, for many rows: Q8(x) times the codes (in, out) in one GEMM.
 
     The kernel walks each weight row over at most four tokens at a time, which
     wins at decode but not at prefill, where a batch of prompts puts hundreds of
-    rows through every layer. There, torch's int8 GEMM (`torch._int_mm`, oneDNN)
-    multiplies the same integers blocked for the cache: int32 sums are exact, so
-    the result equals `reference_matmul` and the kernel bit for bit. It reads the
-    codes unpacked to one byte per weight, which the layer keeps beside the
-    2-bit layout (`PackedBitLinear`). The quantization before the GEMM and the
-    scaling after it run in the kernel's C++ (one pass each) when it is built,
-    else as torch ops with the same numbers.
+    rows through every layer. There one GEMM multiplies the same integers
+    blocked for the cache, in either of two exact forms (`gemm_operand` picks):
+    torch's int8 GEMM (`torch._int_mm`, int32 sums), or an fp32 GEMM of the
+    integer values, whose sums stay below 2^24 (|Q8(x)| <= 128 times codes in
+    {-1, 0, 1} over at most 131072 inputs) and so are exact in any order. Both
+    equal `reference_matmul` and the kernel bit for bit. The quantization
+    before the GEMM and the scaling after it run in the kernel's C++ (one pass
+    each) when it is built, else as torch ops with the same numbers.
     """
     rows = x.reshape(-1, x.shape[-1])
-    if load_kernel() is not None:
-        ops = torch.ops.oel_ternary
-        xq, sx = ops.quantize_rows(rows)
-        out = ops.scale_rows(torch._int_mm(xq, codes_t), sx, wscale)
-    else:
-        xq, sx = quantize_activations(rows, 8)
-        out = torch._int_mm(xq.to(torch.int8), codes_t).float() / (sx * wscale)
+    built = load_kernel() is not None
+    xq, sx = torch.ops.oel_ternary.quantize_rows(rows) if built else quantize_activations(rows, 8)
+    int8 = codes_t.dtype == torch.int8
+    acc = torch._int_mm(xq.to(torch.int8), codes_t) if int8 else xq.float() @ codes_t
+    out = torch.ops.oel_ternary.scale_rows(acc, sx, wscale) if built else acc.float() / (sx * wscale)
     return out.reshape(*x.shape[:-1], -1).to(x.dtype)
+
+
+@functools.cache
+def int8_gemm_is_faster() -> bool:
+    """Whether torch's int8 GEMM beats an fp32 GEMM of the same integers here: measured once per process.
+
+    It depends on the CPU: oneDNN's int8 GEMM is fast where the CPU has the
+    instructions it is tuned for, and on an AMD EPYC with AVX2 only it ran 30x
+    slower than MKL's fp32 GEMM (README, "Sparse-ternary students"). Both forms
+    give the same numbers, so the choice changes speed only.
+    """
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-127, 128, (256, 576), dtype=torch.int8, generator=g)
+    w = torch.randint(-1, 2, (576, 576), dtype=torch.int8, generator=g)
+    xf, wf = x.float(), w.float()
+
+    def best(call: Callable[[], torch.Tensor]) -> float:
+        call()
+        times = []
+        for _ in range(3):
+            began = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - began)
+        return min(times)
+
+    return best(lambda: torch._int_mm(x, w)) < best(lambda: xf @ wf)
+
+
+def gemm_operand(codes: torch.Tensor) -> torch.Tensor:
+    """The codes (out, in) as `int8_matmul`'s (in, out) operand: int8, or their float32 values, whichever
+    GEMM is faster on this CPU (`int8_gemm_is_faster`); a transposed view, the layout both GEMMs prefer."""
+    codes = codes.contiguous()
+    return (codes if int8_gemm_is_faster() else codes.float()).T
 
 
 def _cpu_flags() -> str:

@@ -30,7 +30,14 @@ from torch import nn
 
 from distill.ternary.bitlinear import BitLinear
 from distill.ternary.config import PACKED_FILE, TernaryError
-from distill.ternary.kernel import int8_matmul, kernel_layout, load_kernel, ternary_matmul, unpack_layout
+from distill.ternary.kernel import (
+    gemm_operand,
+    int8_matmul,
+    kernel_layout,
+    load_kernel,
+    ternary_matmul,
+    unpack_layout,
+)
 from distill.ternary.pack import PackedWeight, load_packed, pack_weight, save_packed, unpack_weight
 from distill.ternary.quant import quantize_weight
 from distill.ternary.student import student_config
@@ -55,7 +62,8 @@ class PackedBitLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self._kernel = None
         self._gemm_codes: torch.Tensor | None = None
-        """The codes at one byte per weight, (in, out), unpacked at the first prefill (`int8_matmul`)."""
+        """The codes as the prefill GEMM's operand (`gemm_operand`: one byte per weight, or four where the
+        fp32 GEMM is the faster), unpacked at the first prefill (`int8_matmul`)."""
         self._siblings: tuple[SiblingGemm, int] | None = None
         """The group of layers reading the same input that this one's prefill is multiplied with, and
         this layer's place in it (`fuse_siblings`)."""
@@ -87,7 +95,7 @@ class PackedBitLinear(nn.Module):
             y = group.output(index, x)
         elif x.numel() >= GEMM_ROWS * self.in_features:  # prefill: one int8 GEMM, the same numbers
             if self._gemm_codes is None:
-                self._gemm_codes = self.codes().contiguous().T
+                self._gemm_codes = gemm_operand(self.codes())
             y = int8_matmul(x, self._gemm_codes, buffers["row_scale"])
         else:
             if self._kernel is None:
@@ -126,18 +134,24 @@ class SiblingGemm:
 
     def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Layer `index`'s output for `x` before its bias, computed with its siblings'."""
-        fresh = self._input is not None and self._input[0] is x and self._input[1] == x._version
+        version = _version(x)
+        fresh = self._input is not None and self._input[0] is x and self._input[1] == version
         if not (fresh and index in self._pending):
             if self.codes_t is None:
-                self.codes_t = torch.cat([layer.codes() for layer in self.layers]).T.contiguous()
+                self.codes_t = gemm_operand(torch.cat([layer.codes() for layer in self.layers]))
             y = int8_matmul(x, self.codes_t, self.wscale)
-            self._input, self._pending = (x, x._version), set(range(len(self.layers)))
+            self._input, self._pending = (x, version), set(range(len(self.layers)))
             self._outputs = list(torch.split(y, self.widths, dim=-1))
         self._pending.discard(index)
         out = self._outputs[index]
         if not self._pending:  # the last sibling: let the input and the outputs go
             self._input, self._outputs = None, []
         return out
+
+
+def _version(x: torch.Tensor) -> int:
+    """x's in-place version counter; inference tensors keep none (-1), and only the identity check is left."""
+    return -1 if x.is_inference() else x._version
 
 
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))

@@ -225,28 +225,34 @@ std::tuple<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& x_in) {
   return {xq, sx};
 }
 
-// scale_rows: y (B, N) = acc / (sx * wscale) in float32, the same two operations as the torch reference.
+// scale_rows: y (B, N) = acc / (sx * wscale) in float32, the same two operations as the torch reference;
+// acc holds the integer sums as int32 (int8 GEMM) or as their exact float32 values (fp32 GEMM).
+template <typename Acc>
+void scale_into(const Acc* ap, const float* sp, const float* wp, float* yp, int64_t B, int64_t N) {
+  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float s = sp[b];
+      const Acc* a = ap + b * N;
+      float* o = yp + b * N;
+      for (int64_t n = 0; n < N; ++n) o[n] = static_cast<float>(a[n]) / (s * wp[n]);
+    }
+  });
+}
+
 at::Tensor scale_rows(const at::Tensor& acc, const at::Tensor& sx, const at::Tensor& wscale) {
-  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == at::kInt && acc.is_contiguous(),
-              "acc must be a contiguous 2-D int32 tensor");
+  TORCH_CHECK(acc.dim() == 2 && (acc.scalar_type() == at::kInt || acc.scalar_type() == at::kFloat) &&
+                  acc.is_contiguous(),
+              "acc must be a contiguous 2-D int32 or float32 tensor");
   const int64_t B = acc.size(0), N = acc.size(1);
   TORCH_CHECK(sx.scalar_type() == at::kFloat && sx.is_contiguous() && sx.numel() == B,
               "sx must hold one float32 scale per row");
   TORCH_CHECK(wscale.scalar_type() == at::kFloat && wscale.is_contiguous() && wscale.numel() == N,
               "wscale must hold one float32 scale per output column");
   auto y = at::empty({B, N}, acc.options().dtype(at::kFloat));
-  const int32_t* ap = acc.data_ptr<int32_t>();
-  const float* sp = sx.data_ptr<float>();
-  const float* wp = wscale.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const float s = sp[b];
-      const int32_t* a = ap + b * N;
-      float* o = yp + b * N;
-      for (int64_t n = 0; n < N; ++n) o[n] = static_cast<float>(a[n]) / (s * wp[n]);
-    }
-  });
+  if (acc.scalar_type() == at::kInt)
+    scale_into(acc.data_ptr<int32_t>(), sx.data_ptr<float>(), wscale.data_ptr<float>(), y.data_ptr<float>(), B, N);
+  else
+    scale_into(acc.data_ptr<float>(), sx.data_ptr<float>(), wscale.data_ptr<float>(), y.data_ptr<float>(), B, N);
   return y;
 }
 

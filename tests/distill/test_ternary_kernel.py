@@ -166,14 +166,21 @@ def test_packed_smollm2_generates_text(kernel):
     assert isinstance(tokenizer.decode(out[0, ids.shape[1] :]), str)
 
 
-def test_the_gemm_paths_quantization_and_scaling_in_cpp_equal_the_torch_ops(kernel, monkeypatch):
+def test_the_gemm_paths_int8_and_fp32_forms_and_cpp_ends_all_give_the_kernels_numbers(kernel, monkeypatch):
     torch.manual_seed(2)
     codes, wscale = random_codes(72, 200, seed=3), torch.rand(72) + 0.1
     x = torch.randn(3, 70, 200) * torch.rand(3, 70, 1) * 10
-    codes_t = codes.T.contiguous()
-    in_cpp = kernel_module.int8_matmul(x, codes_t, wscale)
-    monkeypatch.setattr(kernel_module, "load_kernel", lambda: None)
-    assert torch.equal(in_cpp, kernel_module.int8_matmul(x, codes_t, wscale))
+    want = kernel(x, kernel_layout(codes), wscale)
+    results = []
+    for fast_int8 in (True, False):
+        monkeypatch.setattr(kernel_module, "int8_gemm_is_faster", lambda fast=fast_int8: fast)
+        operand = kernel_module.gemm_operand(codes)
+        assert operand.dtype == (torch.int8 if fast_int8 else torch.float32) and operand.shape == (200, 72)
+        results.append(kernel_module.int8_matmul(x, operand, wscale))  # C++ quantization and scaling
+        with monkeypatch.context() as m:
+            m.setattr(kernel_module, "load_kernel", lambda: None)
+            results.append(kernel_module.int8_matmul(x, operand, wscale))  # the same as torch ops
+    assert all(torch.equal(y, want) for y in results)
 
 
 def _unfused(model):
@@ -200,6 +207,8 @@ def test_sibling_layers_share_one_gemm_with_the_same_numbers(kernel):
                 assert torch.equal(getattr(fused.self_attn, name)(x), getattr(alone.self_attn, name)(x))
             assert torch.equal(fused.mlp(x), alone.mlp(x))
         # attention reads q, k, v as column slices of one output; its kernels may round differently there
+        assert torch.allclose(packed(ids).logits, separate(ids).logits, rtol=0, atol=1e-6)
+    with torch.inference_mode():  # inference tensors keep no version counter; the rollouts run so
         assert torch.allclose(packed(ids).logits, separate(ids).logits, rtol=0, atol=1e-6)
 
 
