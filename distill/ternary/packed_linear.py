@@ -6,10 +6,11 @@ and runs through the C++ kernel (`kernel.py`). The module is a drop-in for
 `nn.Linear` in inference, so the packed model still goes through the ordinary
 transformers `generate`. The kernel computes in float32 whatever the input
 dtype and casts the result back to it. A prefill of GEMM_ROWS tokens or more
-goes through one int8 GEMM instead (`kernel.int8_matmul`), with the same
-numbers; its one-byte codes are unpacked then and kept, so a model that has
-prefilled holds 8 bits per weight in memory beside the 2-bit layout (the file
-stays at its 1.3-1.6 bits). Layers that read the same input (q, k and v; gate
+goes through one GEMM instead (`kernel.int8_matmul`), with the same numbers;
+its codes are unpacked then and kept as that GEMM's operand, so a model that
+has prefilled holds 8 bits per weight in memory beside the 2-bit layout, or 32
+on a CPU where the fp32 form of the GEMM is the faster (the file stays at its
+1.3-1.6 bits). Layers that read the same input (q, k and v; gate
 and up) share that GEMM (`SiblingGemm`): one quantization of the input, one
 wider multiply.
 
@@ -44,7 +45,8 @@ from distill.ternary.student import student_config
 
 GEMM_ROWS = 64
 """From this many rows (tokens) on, a layer multiplies through `int8_matmul` instead of the kernel: on 2
-AVX2 cores the int8 GEMM measured 1.7-4.4x the kernel at 64-2048 rows of SmolLM2's shapes, slower below."""
+AVX2 cores the int8 GEMM measured 1.7-4.4x the kernel at 64-2048 rows of SmolLM2's shapes, slower below
+(on a CPU where torch's int8 GEMM is slow, its fp32 form; README, "Sparse-ternary students")."""
 
 
 class PackedBitLinear(nn.Module):
