@@ -93,9 +93,9 @@ class PackedBitLinear(nn.Module):
         # the buffers are read from `_buffers` directly (nn.Module.__getattr__ costs ~0.5 us each).
         buffers = self._buffers
         if x.numel() >= GEMM_ROWS * self.in_features and self._siblings is not None:
-            group, index = self._siblings  # prefill: one int8 GEMM shared with the sibling layers
+            group, index = self._siblings  # prefill: one GEMM shared with the sibling layers
             y = group.output(index, x)
-        elif x.numel() >= GEMM_ROWS * self.in_features:  # prefill: one int8 GEMM, the same numbers
+        elif x.numel() >= GEMM_ROWS * self.in_features:  # prefill: one GEMM, the same numbers
             if self._gemm_codes is None:
                 self._gemm_codes = gemm_operand(self.codes())
             y = int8_matmul(x, self._gemm_codes, buffers["row_scale"])
@@ -112,7 +112,7 @@ class PackedBitLinear(nn.Module):
 
 
 class SiblingGemm:
-    """Layers that read the same input (attention's q, k, v; the MLP's gate and up) in one int8 GEMM.
+    """Layers that read the same input (attention's q, k, v; the MLP's gate and up) in one GEMM.
 
     transformers calls them one after the other on the very same tensor. The
     first call of a prefill quantizes that input once and multiplies it by all
