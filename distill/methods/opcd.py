@@ -74,10 +74,16 @@ class ScoredConfig:
     """reverse: KL(student || teacher), OPCD's; forward: KL(teacher || student), the teacher-weighted
     cross-entropy, whose gradient stays large where the student is sure of a move the teacher is not (a
     freshly ternarized student: README, "Sparse-ternary students")."""
+    replay: int = 0
+    """Also the states of this many earlier rounds (-1: every earlier round): where each round was played by
+    the student being distilled, the pool is every state it visited so far, labelled by the teacher
+    (DAgger's aggregate, Ross et al. 2011), so a mistake it stopped making is not forgotten."""
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
+        if self.replay < -1:
+            raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
         if self.divergence not in DIVERGENCES:
             raise ConsolidationError(
                 f"unknown divergence {self.divergence!r}; choose one of {', '.join(DIVERGENCES)}"
@@ -133,10 +139,10 @@ class ScoredMethod(MethodBase):
 
     def prepare(self, job: ConsolidationJob) -> None:
         cfg = job.config
-        self.pool = scored_pool(job.store, cfg.run, cfg.round, cfg.split)
+        self.pool = scored_pool(job.store, cfg.run, cfg.round, cfg.split, replay=self.config.replay)
 
     def sample(self, job: ConsolidationJob, step: int) -> Batch:
-        # ---- 1. a batch of the round's scored states
+        # ---- 1. a batch of the round's (and the replayed rounds') scored states
         states = take_batch(self.pool, self.config.batch, step, job.config.seed)
         return Batch(states, totals={"states": len(states)}, info={"states": len(states)})
 

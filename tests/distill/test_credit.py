@@ -103,7 +103,7 @@ def _second_round(url: str, model) -> None:
         run_rollouts(HFPolicy(model, device="cpu"), store, config, tags=tags, seeds=seeds)
 
 
-@pytest.mark.parametrize("method", ["credit", "sft"])
+@pytest.mark.parametrize("method", ["credit", "sft", "opcd"])
 def test_replay_adds_the_earlier_rounds_experience(tmp_path, tiny_path, method):
     url = f"sqlite:///{tmp_path}/oel.db"
     play_round(url, tiny_path, "- EXPERIENCE ITEM: x", action_mode="scored", episodes=8, group_size=4,
@@ -113,7 +113,7 @@ def test_replay_adds_the_earlier_rounds_experience(tmp_path, tiny_path, method):
     with ExperienceStore.open(url) as store:
         for replay in (0, -1):
             config = {"run": "r", "round": 1, "method": method, "action_mode": "scored", "replay": replay,
-                      "out": str(tmp_path / f"out{replay}")}  # fmt: skip
+                      "out": str(tmp_path / f"out{replay}"), "require_gap": False}  # fmt: skip
             job = make_job(config, store)
             job.setup()
             pools[replay] = {getattr(s, "scored", s).state for s in job.method.pool}
