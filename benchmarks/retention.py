@@ -4,30 +4,41 @@ The teacher is a dense checkpoint that learned something (by default the one
 the quick preset's run deployed last, `oel loop --config
 runs/frozenlake-quick.toml`). For each N:M pattern asked for, a student starts
 from the teacher's own weights converted to BitLinear (ternary weights, 8-bit
-activations, the N:M mask) and is distilled from it by scored OPCD without
-knowledge: the exact forward KL(teacher || student) between the two candidate
-distributions (or, with `--divergence reverse`, OPCD's reverse KL)
-(`oel consolidate --method opcd --action-mode scored --student ternary
---teacher T --no-teacher-knowledge`), on the run's logged train states, with
-the job's own validation gate on the 36 val maps every `--eval-every` steps
-(the curve) and the best-validated weights kept. By default only the top
+activations, the N:M mask) and is distilled from it on its own states, in
+`--rounds` on-policy rounds (DAgger's loop, Ross et al. 2011; GKD's on-policy
+distillation, Agarwal et al. 2024):
+
+1. the packed student plays `--maps` new train maps greedily, as it would be
+   deployed, and its episodes are logged in the store (a run of its own);
+2. scored OPCD without knowledge (`oel consolidate --method opcd --action-mode
+   scored --student ternary --teacher T --no-teacher-knowledge --replay -1`)
+   trains it for `--steps` steps on every state it visited so far, labelled
+   by the teacher: the exact forward KL(teacher || student) between the two
+   candidate distributions (or, with `--divergence reverse`, OPCD's reverse
+   KL), with the job's validation gate on the 36 val maps every
+   `--eval-every` steps (the curve) and the best-validated weights kept.
+
+Why on its own states: the teacher's logged states are the ones a good player
+visits; a freshly ternarized student walks into walls and loops, in states
+the teacher never logged, and training on the teacher's states alone left it
+there (README, "Sparse-ternary students"). By default only the top
 `--train-layers` blocks train, on the student's own frozen ternary bottom
 blocks, whose outputs are computed once per state (the trunk cache); 0 trains
-every block. Then the packed student and
-its dense teacher play the 108 test maps of FrozenLake 4x4 (3 holes, the
-neighbour line) greedily, which training and validation never show.
+every block. Then the packed student and its dense teacher play the 108 test
+maps of FrozenLake 4x4 (3 holes, the neighbour line) greedily, which training
+and validation never show.
 
 Printed: per student, bits per weight, the test pass rate over distinct maps
 with its 95% Wilson interval, step accuracy, retention (student / teacher
 pass rate), scored episodes per second on those maps, the CPU minutes the
-distillation took; the teacher's gap over
-the untrained student as the job measured it on val; and the val curve (pass
+rounds took (play and distillation); the teacher's gap over the untrained
+student as the first round's job measured it on val; and the val curve (pass
 rate and step accuracy against steps), so a user can see what more CPU buys.
 Floors and the ceiling on the same test maps are in benchmarks/learning.py
 (solver 100%, best blind sequence 17.6%, random over {down, right} 14.8%).
 
-    python benchmarks/retention.py --db oel.db --run frozenlake-quick     # 2:4 and 6:8, 40 steps each
-    python benchmarks/retention.py --teacher checkpoints/x/round-1-credit --patterns 2:4 --steps 60
+    python benchmarks/retention.py --db oel.db --run frozenlake-quick     # 2:4 and 6:8, 3 rounds each
+    python benchmarks/retention.py --teacher checkpoints/x/round-1 --patterns 2:4 --rounds 4 --steps 30
 """
 
 from __future__ import annotations
@@ -41,6 +52,33 @@ ENV = "oel/FrozenLake-4x4-v0"
 SEEN = {"neighbours": True}
 
 
+def untrained_student(teacher: str, pattern: str, out: Path) -> Path:
+    """The teacher converted to an N:M ternary student, untrained, saved packed (what round 0 plays)."""
+    from distill.students import load_student
+    from distill.ternary.deploy import save_consolidated
+
+    model, tokenizer = load_student(teacher, "ternary", pattern, "tensor", "cpu")
+    save_consolidated(model, tokenizer, out)
+    return out
+
+
+def play_train_maps(store, run: str, round_index: int, student: str, maps: int) -> int:
+    """The packed `student` plays `maps` new train maps greedily, logged as round `round_index` of `run`
+    (the states the next distillation trains on); returns how many it won."""
+    from agent.hf_policy import HFPolicy
+    from agent.policy import SamplingParams
+    from agent.rollout import EpisodeTags, RolloutConfig, run_rollouts
+
+    run_id = store.ensure_run(run)
+    round_id = store.start_round(run_id, round_index)
+    tags = EpisodeTags(run_id, round_id, store.checkpoint_for_path(student, run_id=run_id))
+    greedy = SamplingParams(temperature=0.0)
+    config = RolloutConfig(env_id=ENV, split="train", episodes=maps, batch=32, seed=round_index * maps,
+                           env_kwargs=SEEN, sampling=greedy, action_mode="scored")  # fmt: skip
+    summary = run_rollouts(HFPolicy(student, device="cpu"), store, config, tags=tags)
+    return sum(e.won for e in summary.episodes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,16 +87,22 @@ def main() -> None:
         "--db", default="sqlite:///oel.db", help="the store holding the run (a URL or a path)"
     )
     parser.add_argument(
-        "--run", default="frozenlake-quick", help="the run whose logged train states are used"
+        "--run", default="frozenlake-quick", help="the run whose deployed checkpoint is the default teacher"
     )
     parser.add_argument("--teacher", help="dense checkpoint folder (default: the run's deployed checkpoint)")
     parser.add_argument("--patterns", nargs="+", default=["2:4", "6:8"], help="N:M patterns of the students")
-    parser.add_argument("--steps", type=int, default=40, help="distillation steps per student")
+    parser.add_argument("--rounds", type=int, default=3, help="on-policy rounds per student (play, distil)")
+    parser.add_argument("--maps", type=int, default=64, help="new train maps the student plays each round")
+    parser.add_argument("--steps", type=int, default=20, help="distillation steps per round")
     parser.add_argument(
         "--eval-every", type=int, default=10, help="val gate every this many steps (the curve)"
     )
     parser.add_argument("--batch", type=int, default=32, help="logged scored states per step")
-    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate of the student")
+    parser.add_argument(
+        "--lr", type=float, default=2e-5,
+        help="AdamW learning rate of the latent weights (1e-4 flips enough ternary codes in one step to "
+        "wreck the student)",
+    )  # fmt: skip
     parser.add_argument(
         "--divergence", choices=["reverse", "forward"], default="forward",
         help="KL(teacher || student), or OPCD's KL(student || teacher)",
@@ -88,7 +132,6 @@ def main() -> None:
         if run_id is None:
             raise SystemExit(f"error: there is no run {args.run!r} in {url}; run the quick preset first")
         teacher = args.teacher or store.deployed_checkpoint(run_id)[1]
-        last_round = int(queries.rounds(store, run_id)["round"].max())
         bench = store.ensure_run(f"retention-{int(time.time())}")  # a fresh run: every model plays, timed
 
         def test_figures(label: str, path: str) -> tuple[dict, float]:
@@ -110,34 +153,48 @@ def main() -> None:
         dense, dense_speed = test_figures("dense teacher", teacher)
         row(f"dense teacher ({Path(teacher).name})", dense, "32 (fp32)", "1.00", dense_speed)
         for pattern in args.patterns:
-            out = tmp / f"ternary-{pattern.replace(':', 'of')}"
-            what = f"{args.steps} steps of scored OPCD ({args.divergence} KL)"
-            print(f"{pattern} student: {what} from the dense teacher", flush=True)
-            values = dict(
-                run=args.run, round=last_round, method="opcd", action_mode="scored", student="ternary",
-                pattern=pattern, model=teacher, teacher=teacher, teacher_knowledge=False, steps=args.steps,
-                batch=args.batch, lr=args.lr, divergence=args.divergence, temperature=1.0,
-                eval_every=args.eval_every, eval_episodes=36, train_layers=args.train_layers or None,
-                keep_best=True, eval_env=ENV, eval_env_kwargs=SEEN, save_every=args.steps, out=str(out),
-            )  # fmt: skip
+            tag = pattern.replace(":", "of")
+            collect_run = f"retention-{int(time.time())}-{tag}"
+            student_path = str(untrained_student(teacher, pattern, tmp / f"ternary-{tag}-0"))
+            what = f"{args.rounds} rounds of {args.maps} train maps played, {args.steps} steps each"
+            print(f"{pattern} student: {what} of scored OPCD ({args.divergence} KL) from the dense teacher",
+                  flush=True)  # fmt: skip
             cpu = time.process_time()
-            result = consolidate(
-                values, store, on_step=lambda m: print(f"  step {m['step']}: kl {m['kl']:.4f}")
-            )
+            curve: list[tuple[int, float, float | None]] = []
+            for r in range(args.rounds):
+                won = play_train_maps(store, collect_run, r, student_path, args.maps)
+                print(f"  round {r}: the student won {won}/{args.maps} train maps it played", flush=True)
+                values = dict(
+                    run=collect_run, round=r, method="opcd", action_mode="scored", student="ternary",
+                    pattern=pattern, model=student_path, teacher=teacher, teacher_knowledge=False,
+                    steps=args.steps, batch=args.batch, lr=args.lr, divergence=args.divergence,
+                    temperature=1.0, replay=-1, carry_optimizer=True, eval_every=args.eval_every,
+                    eval_episodes=36, train_layers=args.train_layers or None, keep_best=True,
+                    require_gap=False, eval_env=ENV, eval_env_kwargs=SEEN, save_every=args.steps,
+                    out=str(tmp / f"ternary-{tag}-{r + 1}"),
+                )  # fmt: skip
+                result = consolidate(
+                    values, store, on_step=lambda m: print(f"    step {m['step']}: kl {m['kl']:.4f}")
+                )
+                student_path = str(result.out)
+                info = store.checkpoint_info(result.checkpoint_id)
+                gap = info["meta"]["teacher_gap"]
+                if r == 0:
+                    gaps[pattern] = gap
+                    curve.append((0, gap["student"][0], gap["student"][1]))
+                mine = queries.loss_curves(store, store.get_run(collect_run))
+                mine = mine[mine["consolidation"] == result.consolidation_id]
+                curve += [
+                    (r * args.steps + int(s), m["val_pass_rate"], m.get("val_step_acc"))
+                    for s, m in zip(mine["step"], mine["metrics"], strict=True)
+                    if "val_pass_rate" in m
+                ]
             cpu_min = (time.process_time() - cpu) / 60
-            info = store.checkpoint_info(result.checkpoint_id)
-            gaps[pattern] = info["meta"]["teacher_gap"]
-            curve = queries.loss_curves(store, run_id)
-            mine = curve[curve["consolidation"] == result.consolidation_id]
-            curves[pattern] = [(0, gaps[pattern]["student"][0], gaps[pattern]["student"][1])] + [
-                (int(s), m["val_pass_rate"], m.get("val_step_acc"))
-                for s, m in zip(mine["step"], mine["metrics"], strict=True)
-                if "val_pass_rate" in m
-            ]
-            student, speed = test_figures(f"{pattern} student", str(result.out))
+            curves[pattern] = curve
+            student, speed = test_figures(f"{pattern} student", student_path)
             retained = student["task_score"] / dense["task_score"] if dense["task_score"] else float("nan")
-            row(f"{pattern} ternary student, {args.steps} steps", student, f"{info['bits_per_weight']:.2f}",
-                f"{retained:.2f}", speed, f"{cpu_min:.1f}")  # fmt: skip
+            label = f"{pattern} ternary student, {args.rounds} x ({args.maps} maps, {args.steps} steps)"
+            row(label, student, f"{info['bits_per_weight']:.2f}", f"{retained:.2f}", speed, f"{cpu_min:.1f}")
 
     from rich.console import Console
     from rich.table import Table
