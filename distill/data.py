@@ -68,6 +68,12 @@ def round_steps(
     return df
 
 
+def check_replay(replay: int) -> None:
+    """ConsolidationError unless `replay` is a count of earlier rounds (>= 0) or -1 (every one)."""
+    if replay < -1:
+        raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {replay}")
+
+
 def replay_steps(store: ExperienceStore, run: str, round_index: int, split: str, replay: int) -> pd.DataFrame:
     """The logged steps of round `round_index` and the `replay` rounds before it (-1: every earlier round).
 

@@ -48,7 +48,7 @@ from agent.policy import encode_chat
 from agent.prompts import build_scored_messages
 from distill import credit
 from distill.candidates import ScoredState
-from distill.data import replay_steps, take_batch
+from distill.data import check_replay, replay_steps, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
 from distill.validation import validation_env
@@ -76,8 +76,7 @@ class ScoredConfig:
     def __post_init__(self) -> None:
         if self.batch < 0:
             raise ConsolidationError(f"batch must be >= 0 (0 = every state), got {self.batch}")
-        if self.replay < -1:
-            raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
+        check_replay(self.replay)
         if self.labels not in LABELS:
             raise ConsolidationError(f"labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
         if self.avoid < 0 or not 0 < self.gamma <= 1:

@@ -39,7 +39,7 @@ import torch
 from agent.policy import encode_chat
 from agent.prompts import build_scored_messages
 from distill.candidates import ScoredState
-from distill.data import Response, round_steps, scored_pool, state_pool, take_batch
+from distill.data import Response, check_replay, round_steps, scored_pool, state_pool, take_batch
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
 from distill.losses import DEFAULT_TOPK
@@ -82,8 +82,7 @@ class ScoredConfig:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
-        if self.replay < -1:
-            raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
+        check_replay(self.replay)
         if self.divergence not in DIVERGENCES:
             raise ConsolidationError(
                 f"unknown divergence {self.divergence!r}; choose one of {', '.join(DIVERGENCES)}"

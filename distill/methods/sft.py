@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from distill.candidates import ScoredState
-from distill.data import Response, round_steps, scored_pool, take_batch, won_pool
+from distill.data import Response, check_replay, round_steps, scored_pool, take_batch, won_pool
 from distill.errors import ConsolidationError
 from distill.job import Batch, ConsolidationJob, MethodBase
 from distill.losses import token_nll
@@ -67,8 +67,7 @@ class ScoredConfig:
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConsolidationError(f"batch must be >= 1, got {self.batch}")
-        if self.replay < -1:
-            raise ConsolidationError(f"replay must be >= -1 (-1 = every earlier round), got {self.replay}")
+        check_replay(self.replay)
 
 
 class TextMethod(MethodBase):

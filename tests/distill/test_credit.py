@@ -14,6 +14,9 @@ from round_helpers import play_round
 
 from distill import credit
 from distill.consolidation import consolidate, make_job
+from distill.errors import ConsolidationError
+from distill.methods import credit as credit_method
+from distill.methods import opcd, sft
 from memory import queries
 from memory.store import ExperienceStore
 
@@ -124,6 +127,15 @@ def test_replay_adds_the_earlier_rounds_experience(tmp_path, tiny_path, method):
     by_round = {r: set(steps.loc[steps["round"] == r, "state"]) for r in (0, 1)}
     assert pools[0] <= by_round[1] and pools[-1] <= by_round[0] | by_round[1]
     assert pools[-1] & (by_round[0] - by_round[1])  # something only round 0 saw is trained on
+
+
+@pytest.mark.parametrize("method", ["credit", "sft", "opcd"])
+def test_a_replay_below_minus_one_is_refused_in_one_line(method):
+    configs = {"credit": credit_method.ScoredConfig, "sft": sft.ScoredConfig, "opcd": opcd.ScoredConfig}
+    config_cls = configs[method]
+    with pytest.raises(ConsolidationError, match=r"replay must be >= -1 .*got -2"):
+        config_cls(replay=-2)
+    assert config_cls(replay=-1).replay == -1
 
 
 def test_solver_labels_are_every_optimal_move_at_visited_and_solver_states(played, tmp_path):
