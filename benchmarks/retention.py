@@ -19,9 +19,9 @@ distillation, Agarwal et al. 2024):
    `--eval-every` steps (the curve) and the best-validated weights kept.
 
 Why on its own states: the teacher's logged states are the ones a good player
-visits; a freshly ternarized student walks into walls and loops, in states
-the teacher never logged, and training on the teacher's states alone left it
-there (README, "Sparse-ternary students"). By default only the top
+visits; a freshly ternarized student plays other moves, into states the
+teacher never logged, and training on the teacher's states alone left it at
+0/108 (README, "Sparse-ternary students"). By default only the top
 `--train-layers` blocks train, on the student's own frozen ternary bottom
 blocks, whose outputs are computed once per state (the trunk cache); 0 trains
 every block. Then the packed student and its dense teacher play the 108 test
@@ -112,6 +112,9 @@ def main() -> None:
         help="train the top N blocks on the frozen ternary bottom (trunk cache); 0: every block",
     )  # fmt: skip
     args = parser.parse_args()
+    for name in ("rounds", "maps", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     url = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
 
     import envs  # noqa: F401
