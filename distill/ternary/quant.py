@@ -13,7 +13,17 @@ Choices worth knowing:
   (which are mostly ties), and the scale is taken over the unmasked weights.
 - Straight-through estimators: the forward pass sees the quantized, masked
   values, the backward pass is the identity, so pruned weights still get
-  gradients and can win their place back at the next forward.
+  gradients and can win their place back at the next forward. They are
+  written q + (w - w.detach()), whose value is q exactly; w + (q - w).detach()
+  is q only up to a rounding, and a student fed 8-bit activations amplifies
+  such roundings (README, "Sparse-ternary students").
+- Exact ties at the mask's boundary (a pruned |w| equal to a kept one) are
+  opened by `separate_mask_ties` when a dense model is converted. Weights
+  that went through a quantized file (the embedded SmolLM2 comes from a
+  GGUF) sit on a coarse grid, so about one 2:4 group in six has such a tie;
+  left alone, the first optimizer step of any size breaks every one of them
+  in the gradient's favour, and a whole quantization step of weight changes
+  place in each.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ from distill.ternary.config import TernaryConfig, TernaryError
 
 EPS = 1e-5
 """Floor under mean|W| and under the activation absmax, so all-zero rows do not divide by zero."""
+TIE_MARGIN = 0.01
+"""Relative gap `separate_mask_ties` opens between a kept and a pruned weight of equal magnitude."""
 
 
 def weight_scale(w: torch.Tensor, per_row: bool) -> torch.Tensor:
@@ -66,9 +78,31 @@ def dequantize_weight(
 
 
 def fake_quant_weight(w: torch.Tensor, config: TernaryConfig) -> torch.Tensor:
-    """Q(W)*mask in the forward pass, identity gradient to every latent weight (STE)."""
+    """Q(W)*mask in the forward pass, bit for bit, and an identity gradient to every latent weight (STE)."""
     q = dequantize_weight(*quantize_weight(w, config), dtype=w.dtype)
-    return w + (q - w).detach()
+    return q + (w - w.detach())
+
+
+def separate_mask_ties(w: torch.Tensor, n: int, m: int, margin: float = TIE_MARGIN) -> int:
+    """Open a gap where a kept and a pruned |w| of an N:M group are exactly equal; return the groups touched.
+
+    In place: the kept weights at the tie grow by margin/2 of their magnitude,
+    the pruned ones shrink by as much, so the mask (and, for one kept against
+    one pruned, mean|W|) stays what it was.
+    """
+    out_f, in_f = w.shape
+    pad = -in_f % m
+    a = torch.nn.functional.pad(w.detach().abs(), (0, pad)).reshape(out_f, -1, m)
+    keep = torch.nn.functional.pad(nm_mask(w, n, m), (0, pad)).reshape(out_f, -1, m)
+    big = torch.finfo(a.dtype).max
+    smallest_kept = torch.where(keep, a, big).amin(dim=-1, keepdim=True)
+    largest_pruned = torch.where(keep, -big, a).amax(dim=-1, keepdim=True)
+    tied = (smallest_kept == largest_pruned) & (smallest_kept > 0)
+    up = tied & keep & (a == smallest_kept)
+    down = tied & ~keep & (a == largest_pruned)
+    factor = 1 + margin / 2 * (up.to(a.dtype) - down.to(a.dtype))
+    w.mul_(factor.reshape(out_f, -1)[:, :in_f])
+    return int(tied.sum())
 
 
 def quantize_activations(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +115,6 @@ def quantize_activations(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, 
 
 
 def fake_quant_activations(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
-    """Quantize-dequantize activations in the forward pass, identity gradient (STE)."""
+    """Quantize-dequantize activations in the forward pass, bit for bit, and an identity gradient (STE)."""
     xq, sx = quantize_activations(x, bits)
-    return x + ((xq / sx).to(x.dtype) - x).detach()
+    return (xq / sx).to(x.dtype) + (x - x.detach())

@@ -9,7 +9,7 @@ from tiny_models import tiny_llama
 from torch import nn
 
 from distill.ternary import BitLinear, TernaryConfig, TernaryError, convert, load_student, save_student
-from distill.ternary.quant import nm_mask, quantize_activations
+from distill.ternary.quant import TIE_MARGIN, fake_quant_weight, nm_mask, quantize_activations
 
 torch.set_num_threads(1)
 PATTERNS = [("2:4", 2, 4), ("4:8", 4, 8), ("6:8", 6, 8)]
@@ -132,3 +132,42 @@ def test_bad_input_raises_clear_errors(tmp_path):
         load_student(tmp_path)
     with pytest.raises(TernaryError, match="unknown TernaryConfig fields"):
         TernaryConfig.from_dict({"pattern": "2:4", "bits": 3})
+
+
+@pytest.mark.parametrize("pattern", ["none", "2:4"])
+def test_the_training_forward_is_the_deployed_forward_bit_for_bit(pattern):
+    bl = layer(pattern, shape=(256, 256), seed=3)
+    with torch.no_grad():
+        bl.weight.copy_(torch.randn(256, 256) * 0.02)  # heavier tails than nn.Linear's uniform start
+    assert torch.equal(fake_quant_weight(bl.weight, bl.config).detach(), bl.effective_weight())
+    x = torch.randn(5, 256) * 3
+    with torch.no_grad():
+        deployed = bl(x)
+    trained = bl(x)
+    assert trained.requires_grad and torch.equal(trained.detach(), deployed)
+
+
+@pytest.mark.parametrize(("pattern", "n", "m"), PATTERNS)
+def test_conversion_opens_exact_ties_so_a_tiny_step_keeps_the_mask(pattern, n, m):
+    torch.manual_seed(0)
+    grid = torch.randint(-6, 7, (8, 4 * m)).float() / 64  # few magnitudes: ties at the boundary are common
+    dense = nn.Linear(4 * m, 8, bias=False)
+    with torch.no_grad():
+        dense.weight.copy_(grid)
+    before = BitLinear.from_linear(nn.Linear(4 * m, 8, bias=False), TernaryConfig(pattern=pattern))
+    with torch.no_grad():
+        before.weight.copy_(grid)
+    model = nn.Sequential(dense)
+    convert(model, pattern)
+    student = model[0]
+    assert torch.equal(nm_mask(student.weight, n, m), nm_mask(grid, n, m))
+    # the same codes; the scale moves by at most the margin (nudges cancel when one kept ties one pruned)
+    assert torch.equal(student.effective_weight().sign(), before.effective_weight().sign())
+    assert torch.allclose(student.effective_weight(), before.effective_weight(), rtol=TIE_MARGIN, atol=0)
+    pruned = ~nm_mask(grid, n, m)
+    nudge = 1e-4 * torch.sign(grid) * pruned  # every pruned weight grows a little, as a first step may
+    with torch.no_grad():
+        before.weight.add_(nudge)
+        student.weight.add_(nudge)
+    assert not torch.equal(nm_mask(before.weight, n, m), nm_mask(grid, n, m)), "the grid had no ties"
+    assert torch.equal(nm_mask(student.weight, n, m), nm_mask(grid, n, m))
