@@ -83,8 +83,8 @@ def fake_quant_weight(w: torch.Tensor, config: TernaryConfig) -> torch.Tensor:
     return q + (w - w.detach())
 
 
-def separate_mask_ties(w: torch.Tensor, n: int, m: int, margin: float = TIE_MARGIN) -> int:
-    """Open a gap where a kept and a pruned |w| of an N:M group are exactly equal; return the groups touched.
+def separate_mask_ties(w: torch.Tensor, n: int, m: int, margin: float = TIE_MARGIN) -> None:
+    """Open a gap where a kept and a pruned |w| of an N:M group are exactly equal.
 
     In place: the kept weights at the tie grow by margin/2 of their magnitude,
     the pruned ones shrink by as much, so the mask (and, for one kept against
@@ -102,7 +102,6 @@ def separate_mask_ties(w: torch.Tensor, n: int, m: int, margin: float = TIE_MARG
     down = tied & ~keep & (a == largest_pruned)
     factor = 1 + margin / 2 * (up.to(a.dtype) - down.to(a.dtype))
     w.mul_(factor.reshape(out_f, -1)[:, :in_f])
-    return int(tied.sum())
 
 
 def quantize_activations(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
