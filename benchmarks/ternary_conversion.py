@@ -185,7 +185,7 @@ def partly_converted(teacher_path: str, pattern: str | None, chosen: Any) -> tup
     from agent.model import load_model
     from distill.ternary.bitlinear import BitLinear
     from distill.ternary.config import TernaryConfig
-    from distill.ternary.quant import fake_quant_activations
+    from distill.ternary.quant import fake_quant_activations, separate_mask_ties
 
     model, _ = load_model(teacher_path, dtype=torch.float32)
     head = model.get_output_embeddings()
@@ -199,7 +199,11 @@ def partly_converted(teacher_path: str, pattern: str | None, chosen: Any) -> tup
     for name, linear in named:
         if chosen(name):
             parent, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent), attr, BitLinear.from_linear(linear, TernaryConfig(pattern)))
+            config = TernaryConfig(pattern)
+            setattr(model.get_submodule(parent), attr, BitLinear.from_linear(linear, config))
+            if config.n_m is not None:  # as convert() does
+                with torch.no_grad():
+                    separate_mask_ties(linear.weight, *config.n_m)
             converted += linear.weight.numel()
     return model, converted / total
 
