@@ -26,6 +26,7 @@ from distill.ternary.quant import (
     fake_quant_activations,
     fake_quant_weight,
     quantize_weight,
+    separate_mask_ties,
 )
 
 
@@ -47,7 +48,15 @@ class BitLinear(nn.Linear):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, config: TernaryConfig) -> BitLinear:
-        """Wrap an existing linear layer, sharing (not copying) its weight and bias parameters."""
+        """Wrap an existing linear layer, sharing (not copying) its weight and bias parameters.
+
+        Exact ties at the N:M mask's boundary are opened in the shared weight
+        first (`quant.separate_mask_ties`), so the first optimizer step does not
+        break up the mask the layer starts with.
+        """
+        if config.n_m is not None:
+            with torch.no_grad():
+                separate_mask_ties(linear.weight, *config.n_m)
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer.in_features, layer.out_features = linear.in_features, linear.out_features

@@ -18,7 +18,7 @@ Choices worth knowing:
   is q only up to a rounding, and a student fed 8-bit activations amplifies
   such roundings (README, "Sparse-ternary students").
 - Exact ties at the mask's boundary (a pruned |w| equal to a kept one) are
-  opened by `separate_mask_ties` when a dense model is converted. Weights
+  opened by `separate_mask_ties` when a dense layer becomes a BitLinear. Weights
   that went through a quantized file (the embedded SmolLM2 comes from a
   GGUF) sit on a coarse grid, so about one 2:4 group in six has such a tie;
   left alone, the first optimizer step of any size breaks every one of them
@@ -45,6 +45,11 @@ def weight_scale(w: torch.Tensor, per_row: bool) -> torch.Tensor:
     return torch.ones_like(mean) / mean
 
 
+def groups(t: torch.Tensor, m: int) -> torch.Tensor:
+    """(rows, in) -> (rows, groups, m): each row's consecutive inputs in groups of m, zero-padded."""
+    return torch.nn.functional.pad(t, (0, -t.shape[1] % m)).reshape(t.shape[0], -1, m)
+
+
 def nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Boolean mask keeping the top-n |w| in every group of m consecutive inputs of each row.
 
@@ -54,8 +59,7 @@ def nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
     if w.dim() != 2:
         raise TernaryError(f"N:M masks are for 2-D weights, got shape {tuple(w.shape)}")
     out_f, in_f = w.shape
-    pad = -in_f % m
-    a = torch.nn.functional.pad(w.detach().abs(), (0, pad)).reshape(out_f, -1, m)
+    a = groups(w.detach().abs(), m)
     keep = torch.zeros(a.shape, dtype=torch.bool, device=w.device)
     keep.scatter_(-1, a.topk(n, dim=-1).indices, True)
     return keep.reshape(out_f, -1)[:, :in_f]
@@ -91,9 +95,8 @@ def separate_mask_ties(w: torch.Tensor, n: int, m: int, margin: float = TIE_MARG
     one pruned, mean|W|) stays what it was.
     """
     out_f, in_f = w.shape
-    pad = -in_f % m
-    a = torch.nn.functional.pad(w.detach().abs(), (0, pad)).reshape(out_f, -1, m)
-    keep = torch.nn.functional.pad(nm_mask(w, n, m), (0, pad)).reshape(out_f, -1, m)
+    a = groups(w.detach().abs(), m)
+    keep = groups(nm_mask(w, n, m), m)
     big = torch.finfo(a.dtype).max
     smallest_kept = torch.where(keep, a, big).amin(dim=-1, keepdim=True)
     largest_pruned = torch.where(keep, -big, a).amax(dim=-1, keepdim=True)

@@ -7,7 +7,7 @@ the dense checkpoint, convert, train"); pass `inplace=False` to get a deep copy
 and keep the dense model as the teacher. Embeddings are not linear layers and
 the lm_head is skipped (it is often tied to the embeddings), so both stay in
 full precision as BitNet prescribes. Exact ties at the N:M mask's boundary
-are opened on the way in (`quant.separate_mask_ties`), so that the mask the
+are opened on the way in (`BitLinear.from_linear`), so that the mask the
 student starts with is not broken up by its first optimizer step.
 
 A training-time student is saved as a normal HF folder (safetensors, latent
@@ -22,12 +22,10 @@ import copy
 import json
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from distill.ternary.bitlinear import BitLinear
 from distill.ternary.config import TernaryConfig, TernaryError
-from distill.ternary.quant import separate_mask_ties
 
 CONFIG_FILE = "ternary.json"
 
@@ -56,9 +54,6 @@ def convert(
         raise TernaryError(f"{type(model).__name__} has no nn.Linear layers to convert")
     for parent, name, child in targets:
         setattr(parent, name, BitLinear.from_linear(child, config))
-        if config.n_m is not None:
-            with torch.no_grad():
-                separate_mask_ties(child.weight, *config.n_m)
     student.ternary_config = config
     return student
 
