@@ -68,17 +68,11 @@ class Batch:
     target_tokens: Any
     """The teacher's log softmax over the vocabulary at every prompt token."""
 
-    def log_pi(self, model: Any) -> list[Any]:
-        """Per state, the model's log pi over its candidate moves."""
-        from distill.candidates import candidate_log_pi
-
-        return candidate_log_pi(model, self.prompts, self.candidates, [1.0] * len(self.prompts), self.pad)
-
     def move_kls(self, model: Any) -> tuple[list[Any], list[Any]]:
         """Per state KL(teacher || model) over the candidates, and the model's log pi."""
-        from distill.candidates import exact_kl
+        from distill.candidates import candidate_log_pi, exact_kl
 
-        log_pi = self.log_pi(model)
+        log_pi = candidate_log_pi(model, self.prompts, self.candidates, [1.0] * len(self.prompts), self.pad)
         return [exact_kl(t, s) for t, s in zip(self.target, log_pi, strict=True)], log_pi
 
     def row(self, model: Any) -> list[str]:
@@ -102,6 +96,8 @@ def token_log_probs(model: Any, ids: Any, mask: Any) -> Any:
 def make_batch(teacher_path: str, teacher: Any, pad: int, states: list[Any]) -> Batch:
     import torch
 
+    from distill.candidates import candidate_log_pi
+
     prompts = [s.prompt_ids for s in states]
     candidates = [s.candidate_ids for s in states]
     ids = torch.full((len(prompts), max(map(len, prompts))), pad)
@@ -109,11 +105,10 @@ def make_batch(teacher_path: str, teacher: Any, pad: int, states: list[Any]) -> 
     for i, prompt in enumerate(prompts):
         ids[i, : len(prompt)] = torch.tensor(prompt)
         mask[i, : len(prompt)] = True
-    batch = Batch(teacher_path, prompts, candidates, pad, ids, mask, [], None)
     with torch.no_grad():
-        batch.target = batch.log_pi(teacher)
-        batch.target_tokens = token_log_probs(teacher, ids, mask)
-    return batch
+        target = candidate_log_pi(teacher, prompts, candidates, [1.0] * len(prompts), pad)
+        target_tokens = token_log_probs(teacher, ids, mask)
+    return Batch(teacher_path, prompts, candidates, pad, ids, mask, target, target_tokens)
 
 
 def conversion_table(batch: Batch, patterns: list[str]) -> Any:
@@ -185,7 +180,7 @@ def partly_converted(teacher_path: str, pattern: str | None, chosen: Any) -> tup
     from agent.model import load_model
     from distill.ternary.bitlinear import BitLinear
     from distill.ternary.config import TernaryConfig
-    from distill.ternary.quant import fake_quant_activations, separate_mask_ties
+    from distill.ternary.quant import fake_quant_activations
 
     model, _ = load_model(teacher_path, dtype=torch.float32)
     head = model.get_output_embeddings()
@@ -199,11 +194,7 @@ def partly_converted(teacher_path: str, pattern: str | None, chosen: Any) -> tup
     for name, linear in named:
         if chosen(name):
             parent, _, attr = name.rpartition(".")
-            config = TernaryConfig(pattern)
-            setattr(model.get_submodule(parent), attr, BitLinear.from_linear(linear, config))
-            if config.n_m is not None:  # as convert() does
-                with torch.no_grad():
-                    separate_mask_ties(linear.weight, *config.n_m)
+            setattr(model.get_submodule(parent), attr, BitLinear.from_linear(linear, TernaryConfig(pattern)))
             converted += linear.weight.numel()
     return model, converted / total
 
