@@ -224,16 +224,13 @@ def scored_table(threads: list[int], batches: list[int], episodes: int) -> None:
         return len(summary.episodes) / summary.seconds, summary.prompt_computed / summary.seconds
 
     def gemm_per_layer(batch: int, folder: str) -> tuple[float, float]:
-        """The int8 GEMM path of one layer at a time, quantizing and scaling with torch ops."""
+        """The prefill GEMM of one layer at a time: sibling layers not sharing one GEMM."""
         groups = {m: m._siblings for m in packed.modules() if isinstance(m, PackedBitLinear)}
-        built = kernel_module.load_kernel
         for m in groups:
             m._siblings = None
-        kernel_module.load_kernel = lambda: None  # only int8_matmul asks; the layers hold their kernel
         try:
             return episodes_per_s(packed, batch, folder)
         finally:
-            kernel_module.load_kernel = built
             for m, group in groups.items():
                 m._siblings = group
 
@@ -245,7 +242,9 @@ def scored_table(threads: list[int], batches: list[int], episodes: int) -> None:
         finally:
             packed_linear.GEMM_ROWS = rows
 
-    print(f"\n== Scored play, greedy, FrozenLake 4x4 (3 holes, neighbours), {label} ==")
+    form = kernel_module.fastest_gemm()
+    print(f"\n== Scored play, greedy, FrozenLake 4x4 (3 holes, neighbours), {label}; kernel "
+          f"{kernel_module.simd_path()}, prefill GEMM: {form} ==")  # fmt: skip
     print(f"{'threads':>7} {'batch':>5} {'dense tok/s':>12} {'kernel tok/s':>13} {'per-layer tok/s':>16} "
           f"{'packed tok/s':>13} {'kernel/dense':>13} {'per-layer/dense':>16} {'packed/dense':>13} "
           f"{'dense ep/s':>11} {'packed ep/s':>12}")  # fmt: skip
@@ -268,8 +267,8 @@ def scored_table(threads: list[int], batches: list[int], episodes: int) -> None:
         " per second over the same val maps, which also depends on how long each model's episodes are; the\n"
         " packed student is the dense model converted to 2:4 ternary untrained, so it plays other moves;\n"
         " kernel: every row through the 2-bit kernel; per-layer: prefills of "
-        f"{packed_linear.GEMM_ROWS}+ rows through one int8 GEMM per layer\n"
-        " (torch-op quantization); packed: as deployed, sibling layers sharing one GEMM, C++ quantization)"
+        f"{packed_linear.GEMM_ROWS}+ rows through one GEMM per layer\n"
+        " (kernel.fastest_gemm's form); packed: as deployed, sibling layers sharing one GEMM)"
     )
 
 

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -256,6 +257,158 @@ at::Tensor scale_rows(const at::Tensor& acc, const at::Tensor& sx, const at::Ten
   return y;
 }
 
+// ternary_gemm: the prefill path, y (..., N) = (W_ternary . Q8(x)) / (sx * sw) for many rows at once.
+//
+// Weight layout (kernel.gemm_layout): codes c = w + 1 as bytes, in blocks of 8 output columns; block
+// nb holds K4 = ceil(K / 4) groups of 32 bytes, group s holding columns 8nb..8nb+7, each with its 4
+// codes for inputs 4s..4s+3. One broadcast of a row's 4 activation bytes against one group is then a
+// byte dot product of 4 pairs per column: 8 columns at once (vpdpbusd, or vpmaddubsw + vpmaddwd).
+// A micro-tile of MR rows by NV blocks keeps its sums in registers while it walks K; the rows of a
+// chunk reuse each panel of codes from the cache. Without VNNI, vpmaddubsw's int16 pair sums
+// (|c x| <= 2 * 128, a pair <= 512) are summed in int16 for at most kChunk steps (64 * 512 < 2^15)
+// before they are widened to int32, so nothing saturates and the sums stay exact.
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+constexpr int kMR = 4;  // rows per micro-tile: 12 accumulators, 3 code vectors, 1 broadcast = 16 ymm registers
+constexpr int64_t kChunk = INT64_MAX;  // int32 sums: nothing to widen
+#else
+constexpr int kMR = 3;  // and 9 int16 sums, 3 code vectors, a broadcast, a product: 4 rows would spill
+constexpr int64_t kChunk = 63;
+#endif
+constexpr int kNV = 3;  // 8-column blocks per micro-tile
+
+#if defined(__AVX2__)
+// sum + the byte dot products of 8 columns' codes with one row's 4 activations: int32 lanes with VNNI,
+// else vpmaddubsw's int16 pair sums.
+inline __m256i add_dot4(__m256i sum, __m256i codes, __m256i four) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(sum, codes, four);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(sum, codes, four);
+#else
+  return _mm256_add_epi16(sum, _mm256_maddubs_epi16(codes, four));
+#endif
+}
+
+// The sums of one chunk of steps as int32 lanes (one per column).
+inline __m256i widen(__m256i part) {
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+  return part;
+#else
+  return _mm256_madd_epi16(part, _mm256_set1_epi16(1));
+#endif
+}
+#endif
+
+// The end of the chunk of steps that starts at s0.
+inline int64_t s1_of(int64_t s0, int64_t K4) { return K4 - s0 < kChunk ? K4 : s0 + kChunk; }
+
+template <int MR, int NV>
+void gemm_tile(const int8_t* x, int64_t ldx, const uint8_t* b, int64_t K4, const int32_t* xsum,
+               const float* sx, const float* sw, int64_t n0, int64_t N, float* y, int64_t ldy) {
+  int32_t out[MR][NV * 8];
+#if defined(__AVX2__)
+  __m256i acc[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_si256();
+  for (int64_t s0 = 0; s0 < K4; s0 = s1_of(s0, K4)) {
+    const int64_t s1 = s1_of(s0, K4);
+    __m256i part[MR][NV];
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < NV; ++v) part[m][v] = _mm256_setzero_si256();
+    for (int64_t s = s0; s < s1; ++s) {
+      __m256i bv[NV];
+      for (int v = 0; v < NV; ++v)
+        bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + (v * K4 + s) * 32));
+      for (int m = 0; m < MR; ++m) {
+        int32_t four;
+        std::memcpy(&four, x + m * ldx + 4 * s, 4);
+        const __m256i a = _mm256_set1_epi32(four);
+        for (int v = 0; v < NV; ++v) part[m][v] = add_dot4(part[m][v], bv[v], a);
+      }
+    }
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_add_epi32(acc[m][v], widen(part[m][v]));
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[m] + 8 * v), acc[m][v]);
+#else
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v)
+      for (int j = 0; j < 8; ++j) {
+        int32_t sum = 0;
+        for (int64_t s = 0; s < K4; ++s)
+          for (int i = 0; i < 4; ++i) sum += b[(v * K4 + s) * 32 + 4 * j + i] * x[m * ldx + 4 * s + i];
+        out[m][8 * v + j] = sum;
+      }
+#endif
+  const int64_t width = std::min<int64_t>(NV * 8, N - n0);
+  for (int m = 0; m < MR; ++m)
+    for (int64_t j = 0; j < width; ++j)
+      y[m * ldy + n0 + j] = static_cast<float>(out[m][j] - xsum[m]) / (sx[m] * sw[n0 + j]);
+}
+
+template <int MR>
+void gemm_rows(const int8_t* x, int64_t ldx, const uint8_t* b, int64_t K4, int64_t nb0, int64_t nb1,
+               const int32_t* xsum, const float* sx, const float* sw, int64_t N, float* y) {
+  int64_t nb = nb0;
+  for (; nb + kNV <= nb1; nb += kNV)
+    gemm_tile<MR, kNV>(x, ldx, b + nb * K4 * 32, K4, xsum, sx, sw, nb * 8, N, y, N);
+  if (nb1 - nb == 2) gemm_tile<MR, 2>(x, ldx, b + nb * K4 * 32, K4, xsum, sx, sw, nb * 8, N, y, N);
+  if (nb1 - nb == 1) gemm_tile<MR, 1>(x, ldx, b + nb * K4 * 32, K4, xsum, sx, sw, nb * 8, N, y, N);
+}
+
+using GemmRows = void (*)(const int8_t*, int64_t, const uint8_t*, int64_t, int64_t, int64_t, const int32_t*,
+                          const float*, const float*, int64_t, float*);
+constexpr GemmRows kGemmRows[4] = {gemm_rows<1>, gemm_rows<2>, gemm_rows<3>, gemm_rows<4>};  // by rows left, <= kMR
+
+// x: (..., K) float; blocks: (ceil(N / 8), ceil(K / 4), 32) uint8 (the layout above); wscale: (N,) float32.
+at::Tensor ternary_gemm(const at::Tensor& x_in, const at::Tensor& blocks, const at::Tensor& wscale) {
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.is_floating_point() && x_in.device().is_cpu(),
+              "x must be a floating-point CPU tensor");
+  TORCH_CHECK(blocks.dim() == 3 && blocks.scalar_type() == at::kByte && blocks.is_contiguous() &&
+                  blocks.size(2) == 32,
+              "blocks must be a contiguous (N/8, K/4, 32) uint8 tensor");
+  TORCH_CHECK(wscale.dim() == 1 && wscale.scalar_type() == at::kFloat && wscale.is_contiguous(),
+              "wscale must be a contiguous float32 vector");
+  at::Tensor x = x_in.scalar_type() == at::kFloat ? x_in : x_in.to(at::kFloat);
+  if (!x.is_contiguous()) x = x.contiguous();
+  const int64_t K = x.size(-1), B = K ? x.numel() / K : 0, N = wscale.size(0), K4 = blocks.size(1);
+  TORCH_CHECK(K4 == (K + 3) / 4 && blocks.size(0) == (N + 7) / 8, "blocks of shape ", blocks.sizes(),
+              " do not fit in_features ", K, " and out_features ", N);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = N;
+  auto y = at::empty(out_shape, x.options());
+  const int64_t ldx = 4 * K4;
+  std::vector<int8_t> xq(B * ldx);
+  std::vector<int32_t> xsum(B);
+  std::vector<float> sx(B);
+  const float* xp = x.data_ptr<float>();
+  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) sx[r] = quantize_token(xp + r * K, K, ldx, xq.data() + r * ldx, &xsum[r]);
+  });
+  // Work items: a chunk of rows (their activations stay in L2) times a range of column blocks (their
+  // codes stay in L1/L2 while every micro-tile of the chunk walks them).
+  constexpr int64_t kRowsPerChunk = 64;
+  const int64_t n_blocks = blocks.size(0), cols_per_item = kNV * std::max<int64_t>(1, 16384 / (K4 * 32 * kNV));
+  const int64_t row_chunks = (B + kRowsPerChunk - 1) / kRowsPerChunk;
+  const int64_t col_items = (n_blocks + cols_per_item - 1) / cols_per_item;
+  const uint8_t* bp = blocks.data_ptr<uint8_t>();
+  const float* sw = wscale.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, row_chunks * col_items, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t r0 = (item / col_items) * kRowsPerChunk, r1 = std::min(B, r0 + kRowsPerChunk);
+      const int64_t nb0 = (item % col_items) * cols_per_item, nb1 = std::min(n_blocks, nb0 + cols_per_item);
+      for (int64_t r = r0; r < r1; r += kMR) {
+        const int64_t rows = std::min<int64_t>(kMR, r1 - r);
+        kGemmRows[rows - 1](xq.data() + r * ldx, ldx, bp, K4, nb0, nb1, xsum.data() + r, sx.data() + r, sw, N,
+                            yp + r * N);
+      }
+    }
+  });
+  return x_in.scalar_type() == at::kFloat ? y : y.to(x_in.scalar_type());
+}
+
 std::string simd_path() {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return "avx512-vnni";
@@ -274,5 +427,6 @@ TORCH_LIBRARY(oel_ternary, m) {
   m.def("ternary_linear(Tensor x, Tensor packed, Tensor wscale) -> Tensor", &ternary_linear);
   m.def("quantize_rows(Tensor x) -> (Tensor, Tensor)", &quantize_rows);
   m.def("scale_rows(Tensor acc, Tensor sx, Tensor wscale) -> Tensor", &scale_rows);
+  m.def("ternary_gemm(Tensor x, Tensor blocks, Tensor wscale) -> Tensor", &ternary_gemm);
   m.def("simd_path() -> str", &simd_path);
 }

@@ -166,21 +166,34 @@ def test_packed_smollm2_generates_text(kernel):
     assert isinstance(tokenizer.decode(out[0, ids.shape[1] :]), str)
 
 
-def test_the_gemm_paths_int8_and_fp32_forms_and_cpp_ends_all_give_the_kernels_numbers(kernel, monkeypatch):
+@pytest.mark.parametrize("rows, out_features, in_features", [(210, 72, 200), (5, 13, 577), (64, 1, 3)])
+def test_the_gemm_forms_and_cpp_ends_all_give_the_kernels_numbers(
+    kernel, monkeypatch, rows, out_features, in_features
+):
     torch.manual_seed(2)
-    codes, wscale = random_codes(72, 200, seed=3), torch.rand(72) + 0.1
-    x = torch.randn(3, 70, 200) * torch.rand(3, 70, 1) * 10
+    codes, wscale = random_codes(out_features, in_features, seed=3), torch.rand(out_features) + 0.1
+    x = (torch.randn(rows, in_features) * torch.rand(rows, 1) * 10).reshape(rows, 1, in_features)
     want = kernel(x, kernel_layout(codes), wscale)
     results = []
-    for fast_int8 in (True, False):
-        monkeypatch.setattr(kernel_module, "int8_gemm_is_faster", lambda fast=fast_int8: fast)
+    for form, dtype in zip(kernel_module.GEMMS, (torch.uint8, torch.int8, torch.float32), strict=True):
+        monkeypatch.setattr(kernel_module, "fastest_gemm", lambda form=form: form)
         operand = kernel_module.gemm_operand(codes)
-        assert operand.dtype == (torch.int8 if fast_int8 else torch.float32) and operand.shape == (200, 72)
+        assert operand.dtype == dtype
         results.append(kernel_module.int8_matmul(x, operand, wscale))  # C++ quantization and scaling
-        with monkeypatch.context() as m:
-            m.setattr(kernel_module, "load_kernel", lambda: None)
-            results.append(kernel_module.int8_matmul(x, operand, wscale))  # the same as torch ops
+        if form != "kernel":
+            assert operand.shape == (in_features, out_features)
+            with monkeypatch.context() as m:
+                m.setattr(kernel_module, "load_kernel", lambda: None)
+                results.append(kernel_module.int8_matmul(x, operand, wscale))  # the same as torch ops
     assert all(torch.equal(y, want) for y in results)
+
+
+def test_the_fastest_gemm_is_one_of_the_forms_and_the_cpp_gemm_refuses_a_layout_of_other_shapes(kernel):
+    assert kernel_module.fastest_gemm() in kernel_module.GEMMS
+    layout = kernel_module.gemm_layout(random_codes(16, 64, seed=1))
+    assert layout.shape == (2, 16, 32)
+    with pytest.raises(RuntimeError, match="do not fit in_features 60"):
+        torch.ops.oel_ternary.ternary_gemm(torch.randn(4, 60), layout, torch.ones(16))
 
 
 def _unfused(model):
