@@ -112,7 +112,7 @@ def fastest_gemm() -> str:
     """Which of `GEMMS` multiplies a prefill-sized batch fastest here: measured once per process.
 
     It depends on the CPU. oneDNN's int8 GEMM is fast where the CPU has the
-    instructions it is tuned for (4x the C++ GEMM with AVX512-VNNI), and on an
+    instructions it is tuned for (2-3x the C++ GEMM with AVX512-VNNI), and on an
     AMD EPYC with AVX2 only it ran 30x slower than MKL's fp32 GEMM; there the
     C++ GEMM's vpmaddubsw tiles are the fastest form (README, "Sparse-ternary
     students"). All forms give the same numbers, so the choice changes speed only.

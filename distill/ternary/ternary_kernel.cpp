@@ -87,6 +87,21 @@ float quantize_token(const float* x, int64_t K, int64_t Kp, int8_t* xq, int32_t*
   return sx;
 }
 
+// quantize_token for B rows of x (K wide) in parallel: xq rows ld apart (zero padded), scales, sums.
+void quantize_all(const float* x, int64_t B, int64_t K, int64_t ld, int8_t* xq, float* sx, int32_t* sums) {
+  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) sx[b] = quantize_token(x + b * K, K, ld, xq + b * ld, &sums[b]);
+  });
+}
+
+// The float32 contiguous form of a kernel op's input x, which may come in any floating dtype and layout;
+// x itself on the common float32 contiguous path, without even a no-op dispatcher call.
+at::Tensor float_input(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() >= 1 && x.is_floating_point() && x.device().is_cpu(), "x must be a floating-point CPU tensor");
+  at::Tensor out = x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
+  return out.is_contiguous() ? out : out.contiguous();
+}
+
 #if defined(__AVX2__)
 inline int32_t hsum(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -159,16 +174,12 @@ constexpr RowDot kRowDot[4] = {row_dot<1>, row_dot<2>, row_dot<3>, row_dot<4>};
 // Returns (..., N) in x's dtype. Taking any shape and dtype here spares the
 // caller's Python the reshapes and casts, which at batch 1 cost as much as the matvec.
 at::Tensor ternary_linear(const at::Tensor& x_in, const at::Tensor& packed, const at::Tensor& wscale) {
-  TORCH_CHECK(x_in.dim() >= 1 && x_in.is_floating_point() && x_in.device().is_cpu(),
-              "x must be a floating-point CPU tensor");
   TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == at::kByte && packed.is_contiguous(),
               "packed must be a contiguous 2-D uint8 tensor");
   TORCH_CHECK(wscale.dim() == 1 && wscale.scalar_type() == at::kFloat && wscale.is_contiguous() &&
                   wscale.size(0) == packed.size(0),
               "wscale must be a contiguous float32 vector with one entry per output row");
-  at::Tensor x = x_in;  // skip even no-op dispatcher calls on the common float32 contiguous path
-  if (x.scalar_type() != at::kFloat) x = x.to(at::kFloat);
-  if (!x.is_contiguous()) x = x.contiguous();
+  const at::Tensor x = float_input(x_in);
   const int64_t K = x.size(-1), B = K ? x.numel() / K : 0, N = packed.size(0), Kp = packed.size(1) * 4;
   TORCH_CHECK(Kp % kBlock == 0 && K <= Kp && Kp - K < kBlock, "packed width ", Kp,
               " does not fit in_features ", K);
@@ -209,20 +220,12 @@ at::Tensor ternary_linear(const at::Tensor& x_in, const at::Tensor& packed, cons
 //
 // quantize_rows: x (..., K) float -> Q8(x) as int8 (B, K) and sx (B, 1), the numbers of quantize_token.
 std::tuple<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& x_in) {
-  TORCH_CHECK(x_in.dim() >= 1 && x_in.is_floating_point() && x_in.device().is_cpu(),
-              "x must be a floating-point CPU tensor");
-  at::Tensor x = x_in.scalar_type() == at::kFloat ? x_in : x_in.to(at::kFloat);
-  if (!x.is_contiguous()) x = x.contiguous();
+  const at::Tensor x = float_input(x_in);
   const int64_t K = x.size(-1), B = K ? x.numel() / K : 0;
   auto xq = at::empty({B, K}, x.options().dtype(at::kChar));
   auto sx = at::empty({B, 1}, x.options());
-  const float* xp = x.data_ptr<float>();
-  int8_t* qp = xq.data_ptr<int8_t>();
-  float* sp = sx.data_ptr<float>();
-  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
-    int32_t unused;
-    for (int64_t b = begin; b < end; ++b) sp[b] = quantize_token(xp + b * K, K, K, qp + b * K, &unused);
-  });
+  std::vector<int32_t> unused(B);
+  quantize_all(x.data_ptr<float>(), B, K, K, xq.data_ptr<int8_t>(), sx.data_ptr<float>(), unused.data());
   return {xq, sx};
 }
 
@@ -265,10 +268,10 @@ at::Tensor scale_rows(const at::Tensor& acc, const at::Tensor& sx, const at::Ten
 // byte dot product of 4 pairs per column: 8 columns at once (vpdpbusd, or vpmaddubsw + vpmaddwd).
 // A micro-tile of MR rows by NV blocks keeps its sums in registers while it walks K; the rows of a
 // chunk reuse each panel of codes from the cache. Without VNNI, vpmaddubsw's int16 pair sums
-// (|c x| <= 2 * 128, a pair <= 512) are summed in int16 for at most kChunk steps (64 * 512 < 2^15)
-// before they are widened to int32, so nothing saturates and the sums stay exact.
+// (|c x| <= 2 * 128, a pair <= 512) are summed in int16 for at most kChunk = 63 steps
+// (63 * 512 < 2^15) before they are widened to int32, so nothing saturates and the sums stay exact.
 #if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
-constexpr int kMR = 4;  // rows per micro-tile: 12 accumulators, 3 code vectors, 1 broadcast = 16 ymm registers
+constexpr int kMR = 4;  // rows per micro-tile: 12 sums, 3 code vectors, 1 broadcast = 16 ymm registers
 constexpr int64_t kChunk = INT64_MAX;  // int32 sums: nothing to widen
 #else
 constexpr int kMR = 3;  // and 9 int16 sums, 3 code vectors, a broadcast, a product: 4 rows would spill
@@ -363,15 +366,12 @@ constexpr GemmRows kGemmRows[4] = {gemm_rows<1>, gemm_rows<2>, gemm_rows<3>, gem
 
 // x: (..., K) float; blocks: (ceil(N / 8), ceil(K / 4), 32) uint8 (the layout above); wscale: (N,) float32.
 at::Tensor ternary_gemm(const at::Tensor& x_in, const at::Tensor& blocks, const at::Tensor& wscale) {
-  TORCH_CHECK(x_in.dim() >= 1 && x_in.is_floating_point() && x_in.device().is_cpu(),
-              "x must be a floating-point CPU tensor");
   TORCH_CHECK(blocks.dim() == 3 && blocks.scalar_type() == at::kByte && blocks.is_contiguous() &&
                   blocks.size(2) == 32,
               "blocks must be a contiguous (N/8, K/4, 32) uint8 tensor");
   TORCH_CHECK(wscale.dim() == 1 && wscale.scalar_type() == at::kFloat && wscale.is_contiguous(),
               "wscale must be a contiguous float32 vector");
-  at::Tensor x = x_in.scalar_type() == at::kFloat ? x_in : x_in.to(at::kFloat);
-  if (!x.is_contiguous()) x = x.contiguous();
+  const at::Tensor x = float_input(x_in);
   const int64_t K = x.size(-1), B = K ? x.numel() / K : 0, N = wscale.size(0), K4 = blocks.size(1);
   TORCH_CHECK(K4 == (K + 3) / 4 && blocks.size(0) == (N + 7) / 8, "blocks of shape ", blocks.sizes(),
               " do not fit in_features ", K, " and out_features ", N);
@@ -382,10 +382,7 @@ at::Tensor ternary_gemm(const at::Tensor& x_in, const at::Tensor& blocks, const 
   std::vector<int8_t> xq(B * ldx);
   std::vector<int32_t> xsum(B);
   std::vector<float> sx(B);
-  const float* xp = x.data_ptr<float>();
-  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) sx[r] = quantize_token(xp + r * K, K, ldx, xq.data() + r * ldx, &xsum[r]);
-  });
+  quantize_all(x.data_ptr<float>(), B, K, ldx, xq.data(), sx.data(), xsum.data());
   // Work items: a chunk of rows (their activations stay in L2) times a range of column blocks (their
   // codes stay in L1/L2 while every micro-tile of the chunk walks them).
   constexpr int64_t kRowsPerChunk = 64;

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 from tiny_models import tiny_llama
@@ -194,6 +199,47 @@ def test_the_fastest_gemm_is_one_of_the_forms_and_the_cpp_gemm_refuses_a_layout_
     assert layout.shape == (2, 16, 32)
     with pytest.raises(RuntimeError, match="do not fit in_features 60"):
         torch.ops.oel_ternary.ternary_gemm(torch.randn(4, 60), layout, torch.ones(16))
+
+
+def test_the_cpp_gemms_int16_sums_do_not_overflow_at_the_worst_case(kernel, monkeypatch):
+    # Every product at its largest magnitude (code +1, activations all at -127 after quantization) over
+    # more inputs than one int16 chunk holds: the AVX2 path must widen its sums in time.
+    monkeypatch.setattr(kernel_module, "fastest_gemm", lambda: "kernel")
+    codes = torch.ones(16, 4 * 63 * 3 + 8, dtype=torch.int8)
+    x, wscale = -torch.ones(70, codes.shape[1]), torch.ones(16)
+    y = kernel_module.int8_matmul(x, kernel_module.gemm_operand(codes), wscale)
+    assert torch.equal(y, reference_matmul(x, codes, wscale))
+
+
+_OTHER_BUILD = """
+import torch
+from distill.ternary import kernel
+from distill.ternary.kernel import gemm_layout, kernel_layout, reference_matmul
+assert kernel.load_kernel() is not None, "the kernel did not build"
+print(kernel.simd_path())
+g = torch.Generator().manual_seed(0)
+for rows, out_f, in_f in [(5, 13, 577), (70, 24, 760), (1, 8, 4)]:
+    codes = torch.randint(-1, 2, (out_f, in_f), dtype=torch.int8, generator=g)
+    wscale, x = torch.rand(out_f, generator=g) + 0.5, torch.randn(rows, in_f, generator=g) * 4
+    want = reference_matmul(x, codes, wscale)
+    assert torch.equal(torch.ops.oel_ternary.ternary_gemm(x, gemm_layout(codes), wscale), want)
+    assert torch.equal(torch.ops.oel_ternary.ternary_linear(x, kernel_layout(codes), wscale), want)
+worst = torch.ones(16, 4 * 63 * 3 + 8, dtype=torch.int8)
+x = -torch.ones(7, worst.shape[1])
+assert torch.equal(torch.ops.oel_ternary.ternary_gemm(x, gemm_layout(worst), torch.ones(16)),
+                   reference_matmul(x, worst, torch.ones(16)))
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the -march names are x86-64's")
+@pytest.mark.parametrize("march, path", [("x86-64-v3", "avx2"), ("x86-64", "scalar")])
+def test_the_kernel_built_for_an_older_cpu_gives_the_same_numbers(march, path, tmp_path):
+    # The native build takes the newest path this CPU has; AVX2-only and pre-AVX2 CPUs run other code,
+    # built here with OEL_TERNARY_MARCH in a process of its own (the op library registers once per process).
+    env = {**os.environ, kernel_module.MARCH_VARIABLE: march}
+    done = subprocess.run([sys.executable, "-c", _OTHER_BUILD], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [path]
 
 
 def _unfused(model):
